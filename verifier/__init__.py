@@ -1,0 +1,36 @@
+"""fleetkeys client library and protocol core (pure: no I/O outside ``verifier.client``).
+
+Public entry points are re-exported here; see ``bundles/FORMAT.md`` for the formats.
+"""
+
+from .errors import (
+    ChainError,
+    ConsistencyError,
+    DigestError,
+    ExpiredError,
+    FormatError,
+    MismatchError,
+    ProofError,
+    RollbackError,
+    SignatureError,
+    SizeLimitError,
+    ThresholdError,
+    TrustRootError,
+    VerificationError,
+)
+
+__all__ = [
+    "ChainError",
+    "ConsistencyError",
+    "DigestError",
+    "ExpiredError",
+    "FormatError",
+    "MismatchError",
+    "ProofError",
+    "RollbackError",
+    "SignatureError",
+    "SizeLimitError",
+    "ThresholdError",
+    "TrustRootError",
+    "VerificationError",
+]

@@ -1,0 +1,135 @@
+"""Validation bundles: one log entry carrying a signed keyset, and their verification.
+
+Bundle bytes are canonical JSON (:mod:`verifier.cjson`)::
+
+    {"format": "fleetkeys/bundle/v1",
+     "keyset": "<base64 of the keyset bytes, verbatim>",
+     "signatures": [<anchor entries...>, <countersigner entries...>],   (verifier.signatures)
+     "statement": "<base64 of the statement bytes, verbatim>"}
+
+Signatures:
+
+* anchor: Ed25519 over the statement bytes (:mod:`verifier.statement`), exactly as Plexi signs;
+* countersigner: Ed25519 over ``b"fleetkeys/countersignature/v1\\n" || SHA-256(statement) ||
+  anchor_sig_1 || ... || anchor_sig_k``, the anchor signatures in bundle order (with the usual single
+  anchor this is exactly ``anchor_signature[64]``). The countersigner thereby vouches for the very
+  anchor signatures it checked, and cannot be replayed onto another statement.
+
+All anchor entries come before all countersigner entries. :func:`verify_bundle` runs the steps of
+``bundles/FORMAT.md`` §6 in order: size; envelope; anchor threshold over the statement bytes;
+countersigner threshold; statement parse; namespace; keyset digest; keyset parse; namespace and epoch
+match. Signatures are checked over bytes before those bytes are parsed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .cjson import dumps_canonical, expect_object, expect_str, loads_canonical
+from .errors import DigestError, FormatError, MismatchError
+from .keyset import MAX_KEYSET_SIZE, Keyset, parse_keyset
+from .note import b64decode_strict
+from .signatures import SignatureEntry, parse_signature_entries, verify_threshold
+from .statement import MAX_STATEMENT_SIZE, Statement, parse_statement
+from .trustroot import TrustRoot
+
+FORMAT = "fleetkeys/bundle/v1"
+COUNTERSIGNATURE_PREFIX = b"fleetkeys/countersignature/v1\n"
+MAX_BUNDLE_SIZE = 512 * 1024
+
+
+def countersignature_message(statement_bytes: bytes, anchor_signatures: Sequence[bytes]) -> bytes:
+    """``"fleetkeys/countersignature/v1\\n" || SHA-256(statement) || anchor signatures``."""
+    if not anchor_signatures:
+        raise FormatError("countersignature: at least one anchor signature is required")
+    return COUNTERSIGNATURE_PREFIX + hashlib.sha256(statement_bytes).digest() + b"".join(anchor_signatures)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle envelope: the carried bytes and the signature entries (nothing verified yet)."""
+
+    statement: bytes
+    keyset: bytes
+    signatures: tuple[SignatureEntry, ...]
+
+    @property
+    def anchor_signatures(self) -> tuple[bytes, ...]:
+        return tuple(s.sig for s in self.signatures if s.role == "anchor")
+
+    def encode(self) -> bytes:
+        return dumps_canonical({
+            "format": FORMAT,
+            "keyset": base64.b64encode(self.keyset).decode(),
+            "signatures": [s.to_json() for s in self.signatures],
+            "statement": base64.b64encode(self.statement).decode(),
+        })
+
+
+def parse_bundle(data: bytes) -> Bundle:
+    """Parse the envelope only (canonical JSON, bounded); the carried bytes are not interpreted."""
+    obj = expect_object(loads_canonical(data, "bundle", MAX_BUNDLE_SIZE),
+                        {"format", "keyset", "signatures", "statement"}, "bundle")
+    if obj["format"] != FORMAT:
+        raise FormatError(f"bundle: format must be {FORMAT!r}, found {str(obj['format'])[:40]!r}")
+    statement = b64decode_strict(expect_str(obj["statement"], "bundle.statement", MAX_STATEMENT_SIZE * 2),
+                                 "bundle.statement")
+    keyset = b64decode_strict(expect_str(obj["keyset"], "bundle.keyset", MAX_KEYSET_SIZE * 2), "bundle.keyset")
+    signatures = parse_signature_entries(obj["signatures"], "bundle")
+    roles = [s.role for s in signatures]
+    if roles != sorted(roles):  # "anchor" < "countersigner"
+        raise FormatError("bundle.signatures: anchor entries must come before countersigner entries")
+    if "anchor" not in roles or "countersigner" not in roles:
+        raise FormatError("bundle.signatures: needs at least one anchor and one countersigner entry")
+    return Bundle(statement, keyset, signatures)
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle whose signatures, digest and formats all verified against a trust root."""
+
+    bundle: Bundle
+    statement: Statement
+    keyset: Keyset
+    raw: bytes
+
+
+def verify_bundle(data: bytes, trust_root: TrustRoot) -> VerifiedBundle:
+    """Verify bundle bytes against ``trust_root``; return the verified parts or raise.
+
+    Steps (FORMAT.md §6, steps 1-8): size bound and envelope; anchor threshold over the statement
+    bytes; countersigner threshold over the countersignature message; statement parse; statement
+    namespace = trust root namespace; SHA-256(keyset) = statement digest; keyset parse; keyset
+    namespace and epoch = statement's. Pure: no I/O, no clock (expiry is checked by the caller).
+    """
+    bundle = parse_bundle(data)
+    verify_threshold(bundle.statement, bundle.signatures, trust_root.anchors, "anchor", "bundle")
+    verify_threshold(countersignature_message(bundle.statement, bundle.anchor_signatures), bundle.signatures,
+                     trust_root.countersigners, "countersigner", "bundle")
+    statement = parse_statement(bundle.statement)
+    if statement.namespace != trust_root.namespace:
+        raise MismatchError(f"bundle: statement namespace {statement.namespace!r} is not the trusted namespace "
+                            f"{trust_root.namespace!r}")
+    digest = hashlib.sha256(bundle.keyset).digest()
+    if digest != statement.digest:
+        raise DigestError(f"bundle: keyset SHA-256 is {digest.hex()} but the signed statement commits to "
+                          f"{statement.digest.hex()}")
+    keyset = parse_keyset(bundle.keyset)
+    if keyset.namespace != statement.namespace or keyset.epoch != statement.epoch:
+        raise MismatchError(f"bundle: keyset is {keyset.namespace!r} epoch {keyset.epoch} but the statement "
+                            f"signs {statement.namespace!r} epoch {statement.epoch}")
+    return VerifiedBundle(bundle, statement, keyset, bytes(data))
+
+
+__all__ = [
+    "Bundle",
+    "COUNTERSIGNATURE_PREFIX",
+    "FORMAT",
+    "VerifiedBundle",
+    "countersignature_message",
+    "parse_bundle",
+    "verify_bundle",
+]

@@ -1,0 +1,216 @@
+"""C2SP tlog-tiles (c2sp.org/tlog-tiles): static, cacheable tiles of the Merkle tree.
+
+Tile height is 8, so a full tile holds 256 hashes. A tile at level ``L`` and index ``N`` holds the
+hashes of the complete subtrees of ``2**(8L)`` leaves numbered ``N*256 .. N*256+W-1`` at Merkle level
+``8L``: level-0 tiles hold leaf hashes. ``W`` is 256 for a full tile, ``1..255`` for the partial tile
+at the right edge of a tree that is not a multiple of 256.
+
+Paths::
+
+    tile/<L>/<N>[.p/<W>]          hash tile: W * 32 bytes, concatenated hashes
+    tile/entries/<N>[.p/<W>]      entry bundle: W entries, each a big-endian uint16 length + bytes
+
+``<N>`` is written in groups of three decimal digits, every group but the last prefixed with ``x``
+(``1234067`` -> ``x001/x234/067``; ``5`` -> ``005``). Full tiles never change and can be cached
+forever; a partial tile is replaced by a wider one as the log grows.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .errors import FormatError, ProofError, SizeLimitError
+from .merkle import HASH_SIZE, NodeReader, root
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+MAX_LEVEL = 63
+MAX_ENTRY_SIZE = 0xFFFF
+
+
+def encode_index(n: int) -> str:
+    """``1234067`` -> ``x001/x234/067``."""
+    if n < 0:
+        raise FormatError(f"tile index {n} is negative")
+    text = str(n)
+    text = "0" * (-len(text) % 3) + text
+    groups = [text[i : i + 3] for i in range(0, len(text), 3)]
+    return "/".join([*("x" + g for g in groups[:-1]), groups[-1]])
+
+
+def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
+    """Path of a hash tile; ``width < 256`` gives a partial tile path."""
+    _check_width(width)
+    if not 0 <= level <= MAX_LEVEL:
+        raise FormatError(f"tile level {level} out of range")
+    suffix = "" if width == TILE_WIDTH else f".p/{width}"
+    return f"tile/{level}/{encode_index(index)}{suffix}"
+
+
+def entries_path(index: int, width: int = TILE_WIDTH) -> str:
+    """Path of an entry bundle; ``width < 256`` gives a partial bundle path."""
+    _check_width(width)
+    suffix = "" if width == TILE_WIDTH else f".p/{width}"
+    return f"tile/entries/{encode_index(index)}{suffix}"
+
+
+def _check_width(width: int) -> None:
+    if not 1 <= width <= TILE_WIDTH:
+        raise FormatError(f"tile width {width} not in 1..{TILE_WIDTH}")
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """A parsed tile path. ``level`` is ``None`` for an entry bundle."""
+
+    level: int | None
+    index: int
+    width: int
+
+    @property
+    def is_entries(self) -> bool:
+        return self.level is None
+
+    @property
+    def path(self) -> str:
+        return entries_path(self.index, self.width) if self.level is None else tile_path(self.level, self.index, self.width)
+
+
+def parse_tile_path(path: str) -> TileRef:
+    """Parse a tile path strictly; the canonical path is the only one accepted."""
+    if len(path) > 200 or not path.startswith("tile/"):
+        raise FormatError(f"not a tile path: {path[:80]!r}")
+    parts = path.split("/")[1:]
+    if len(parts) < 2:
+        raise FormatError(f"not a tile path: {path!r}")
+    level_text, rest = parts[0], parts[1:]
+    width = TILE_WIDTH
+    if len(rest) >= 2 and rest[-2].endswith(".p"):
+        w = rest[-1]
+        if not w.isascii() or not w.isdigit() or w[0] == "0" or not 1 <= int(w) < TILE_WIDTH:
+            raise FormatError(f"tile path {path!r}: partial width must be 1..255")
+        width = int(w)
+        rest = [*rest[:-2], rest[-2][:-2]]
+    digits = []
+    for i, group in enumerate(rest):
+        last = i == len(rest) - 1
+        g = group if last else group[1:]
+        if (not last and not group.startswith("x")) or len(g) != 3 or not g.isascii() or not g.isdigit():
+            raise FormatError(f"tile path {path!r}: malformed index element {group!r}")
+        digits.append(g)
+    index = int("".join(digits))
+    if level_text == "entries":
+        ref = TileRef(None, index, width)
+    else:
+        if not level_text.isascii() or not level_text.isdigit() or (len(level_text) > 1 and level_text[0] == "0"):
+            raise FormatError(f"tile path {path!r}: bad level")
+        ref = TileRef(int(level_text), index, width)
+        if ref.level > MAX_LEVEL:
+            raise FormatError(f"tile path {path!r}: level above {MAX_LEVEL}")
+    if ref.path != path:
+        raise FormatError(f"tile path {path!r} is not canonical (expected {ref.path!r})")
+    return ref
+
+
+def tile_hashes(data: bytes, width: int) -> list[bytes]:
+    """Split a hash tile of ``width`` hashes; the length must be exactly ``width * 32``."""
+    _check_width(width)
+    if len(data) != width * HASH_SIZE:
+        raise FormatError(f"hash tile: expected {width * HASH_SIZE} bytes for width {width}, found {len(data)}")
+    return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
+def encode_entry_bundle(entries: Sequence[bytes]) -> bytes:
+    """Concatenate ``uint16_be(len(entry)) || entry`` for 1..256 entries of at most 65535 bytes."""
+    _check_width(len(entries))
+    out = bytearray()
+    for e in entries:
+        if len(e) > MAX_ENTRY_SIZE:
+            raise SizeLimitError(f"entry of {len(e)} bytes exceeds the {MAX_ENTRY_SIZE}-byte tile entry limit")
+        out += struct.pack(">H", len(e)) + e
+    return bytes(out)
+
+
+def decode_entry_bundle(data: bytes, width: int) -> list[bytes]:
+    """Decode an entry bundle of exactly ``width`` entries with no trailing data."""
+    _check_width(width)
+    entries, pos = [], 0
+    for i in range(width):
+        if pos + 2 > len(data):
+            raise FormatError(f"entry bundle: truncated at entry {i} of {width}")
+        (n,) = struct.unpack_from(">H", data, pos)
+        pos += 2
+        if pos + n > len(data):
+            raise FormatError(f"entry bundle: entry {i} claims {n} bytes, only {len(data) - pos} left")
+        entries.append(bytes(data[pos : pos + n]))
+        pos += n
+    if pos != len(data):
+        raise FormatError(f"entry bundle: {len(data) - pos} bytes of trailing data after {width} entries")
+    return entries
+
+
+def tile_width_at(level: int, index: int, size: int) -> int:
+    """Width of tile (level, index) in the tree of ``size`` leaves (0 if it does not exist yet)."""
+    nodes = size >> (TILE_HEIGHT * level)
+    return max(0, min(TILE_WIDTH, nodes - index * TILE_WIDTH))
+
+
+def tiles_for_size(size: int) -> list[TileRef]:
+    """Every hash tile (full and the right-edge partial ones) of a tree of ``size`` leaves."""
+    refs = []
+    level = 0
+    while (size >> (TILE_HEIGHT * level)) > 0:
+        nodes = size >> (TILE_HEIGHT * level)
+        for n in range((nodes + TILE_WIDTH - 1) // TILE_WIDTH):
+            refs.append(TileRef(level, n, tile_width_at(level, n, size)))
+        level += 1
+    return refs
+
+
+TileFetcher = Callable[[TileRef], bytes]
+
+
+def tile_node_reader(size: int, fetch: TileFetcher) -> NodeReader:
+    """A :data:`~verifier.merkle.NodeReader` for the tree of ``size`` leaves, reading hash tiles.
+
+    A node at Merkle level ``8L + r`` is rebuilt from the ``2**r`` level-``8L`` hashes it covers in
+    tile level ``L``. Each tile is fetched at most once (cached in the reader). The fetched bytes are
+    not trusted: whatever root they produce is checked by the proof verification that follows.
+    """
+    cache: dict[tuple[int, int], list[bytes]] = {}
+
+    def node(level: int, index: int) -> bytes:
+        tile_level, r = divmod(level, TILE_HEIGHT)
+        first = index << r
+        count = 1 << r
+        n = first // TILE_WIDTH
+        width = tile_width_at(tile_level, n, size)
+        if width == 0 or (first % TILE_WIDTH) + count > width:
+            raise ProofError(f"node (level {level}, index {index}) is not complete at tree size {size}")
+        key = (tile_level, n)
+        if key not in cache:
+            cache[key] = tile_hashes(fetch(TileRef(tile_level, n, width)), width)
+        hashes = cache[key]
+        start = first % TILE_WIDTH
+        return root(hashes[start : start + count])
+
+    return node
+
+
+__all__ = [
+    "TILE_HEIGHT",
+    "TILE_WIDTH",
+    "TileRef",
+    "decode_entry_bundle",
+    "encode_entry_bundle",
+    "encode_index",
+    "entries_path",
+    "parse_tile_path",
+    "tile_hashes",
+    "tile_node_reader",
+    "tile_path",
+    "tile_width_at",
+    "tiles_for_size",
+]
