@@ -34,3 +34,7 @@ __all__ = [
     "TrustRootError",
     "VerificationError",
 ]
+
+from .update import ClientState, VerifiedUpdate, verify_trust_root_update, verify_update  # noqa: E402
+
+__all__ += ["ClientState", "VerifiedUpdate", "verify_trust_root_update", "verify_update"]

@@ -1,0 +1,266 @@
+"""The pure client core: verify one update against a trust root and the client's saved state.
+
+:func:`verify_update` takes bytes and a clock value, does no I/O, and either returns a frozen
+:class:`VerifiedUpdate` (carrying the new :class:`ClientState` to persist) or raises a
+:class:`~verifier.errors.VerificationError` subclass. The caller's state object is immutable, so a
+failure can never leave it half-updated.
+
+Verification steps, in this order (mirrored in ``bundles/FORMAT.md`` §7):
+
+1. Byte limits on bundle, proof, checkpoint and consistency proof (:class:`SizeLimitError`).
+2. The trust root in force (the bootstrap root, or the newest rotation the state followed) has not
+   expired (:class:`ExpiredError`).
+3. Anchor signatures over the statement bytes: a threshold of distinct trusted anchor keys
+   (:class:`ThresholdError`).
+4. Countersignatures over ``"fleetkeys/countersignature/v1\\n" || SHA-256(statement) || anchor sigs``:
+   a threshold of distinct countersigner keys (:class:`ThresholdError`).
+5. Statement parse, strict (:class:`FormatError`); its namespace is the trusted one (:class:`MismatchError`).
+6. ``SHA-256(keyset bytes)`` equals the statement digest (:class:`DigestError`).
+7. Keyset parse, strict; its namespace and epoch equal the statement's (:class:`MismatchError`).
+8. Rollback and chain: epoch below the saved epoch, or the saved epoch with another digest, is
+   refused (:class:`RollbackError`); the next epoch must name the saved digest in ``previous``, and an
+   epoch gap is refused (:class:`ChainError`; fetch the missing epochs in order).
+9. Freshness of the keyset: ``issued_at - 300 <= now < expires_at`` (:class:`ExpiredError`).
+10. Checkpoint: the log key's signature, the trusted origin (:class:`SignatureError`,
+    :class:`MismatchError`); the witness threshold (:class:`ThresholdError`); the log's freshness
+    cosignature no older than ``max_age`` and not older than the last one seen (:class:`ExpiredError`,
+    :class:`RollbackError`).
+11. Inclusion: the proof's checkpoint is the same tree head, and the bundle's leaf hash is at the
+    proof's index (:class:`ProofError`).
+12. Consistency with the last checkpoint the client accepted: never smaller, the same size only with
+    the same root, otherwise a valid RFC 9162 consistency proof (:class:`ConsistencyError`).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from .bundle import MAX_BUNDLE_SIZE, VerifiedBundle, verify_bundle
+from .checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint_body
+from .cjson import dumps_canonical, expect_int, expect_object, loads_canonical
+from .cosignature import check_fresh, verify_cosignatures
+from .errors import (
+    ChainError,
+    ConsistencyError,
+    ExpiredError,
+    FormatError,
+    ProofError,
+    RollbackError,
+    SizeLimitError,
+)
+from .keyset import Fleet, Keyset, check_chain, parse_keyset
+from .merkle import MAX_PROOF_HASHES, leaf_hash, verify_consistency, verify_inclusion
+from .note import MAX_NOTE_SIZE, b64decode_strict, parse_note
+from .tlogproof import MAX_PROOF_SIZE, TlogProof, parse_tlog_proof
+from .trustroot import TrustRoot, load_trust_root, verify_rotation
+
+STATE_FORMAT = "fleetkeys/client-state/v1"
+MAX_STATE_SIZE = 1024 * 1024
+#: Tolerated clock skew (seconds) for "issued in the future".
+CLOCK_SKEW = 300
+
+
+@dataclass(frozen=True)
+class ClientState:
+    """What a client remembers between updates. Immutable; every update returns a new one.
+
+    ``keyset`` is the last accepted keyset's bytes (so the client can work offline until it expires),
+    ``checkpoint_size``/``checkpoint_root`` the largest tree head it accepted, ``freshness_time`` the
+    newest freshness cosignature time it saw, and ``trust_root`` the envelope of a rotated trust root
+    it followed (``None`` while the bootstrap root is in force).
+    """
+
+    keyset: bytes | None = None
+    checkpoint_size: int = 0
+    checkpoint_root: bytes | None = None
+    freshness_time: int = 0
+    trust_root: bytes | None = None
+
+    @property
+    def epoch(self) -> int:
+        return parse_keyset(self.keyset).epoch if self.keyset else 0
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON; see :meth:`from_bytes`."""
+        return dumps_canonical({
+            "checkpoint_root": base64.b64encode(self.checkpoint_root).decode() if self.checkpoint_root else "",
+            "checkpoint_size": self.checkpoint_size,
+            "format": STATE_FORMAT,
+            "freshness_time": self.freshness_time,
+            "keyset": base64.b64encode(self.keyset).decode() if self.keyset else "",
+            "trust_root": base64.b64encode(self.trust_root).decode() if self.trust_root else "",
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ClientState:
+        """Parse saved state strictly. The keyset inside is re-parsed (it was verified when saved)."""
+        obj = expect_object(loads_canonical(data, "client state", MAX_STATE_SIZE),
+                            {"checkpoint_root", "checkpoint_size", "format", "freshness_time", "keyset", "trust_root"},
+                            "client state")
+        if obj["format"] != STATE_FORMAT:
+            raise FormatError(f"client state: format must be {STATE_FORMAT!r}")
+
+        def blob(name: str) -> bytes | None:
+            value = obj[name]
+            if not isinstance(value, str):
+                raise FormatError(f"client state.{name}: expected base64")
+            return b64decode_strict(value, f"client state.{name}") if value else None
+
+        root = blob("checkpoint_root")
+        size = expect_int(obj["checkpoint_size"], "client state.checkpoint_size", 0, (1 << 63) - 1)
+        if (root is None) != (size == 0) or (root is not None and len(root) != 32):
+            raise FormatError("client state: checkpoint size and root disagree")
+        keyset = blob("keyset")
+        if keyset is not None:
+            parse_keyset(keyset)
+        return cls(keyset, size, root, expect_int(obj["freshness_time"], "client state.freshness_time", 0, 1 << 62),
+                   blob("trust_root"))
+
+    def trust_root_in_force(self, bootstrap: TrustRoot) -> TrustRoot:
+        """The rotated root this state followed, else the bootstrap root."""
+        if self.trust_root is None:
+            return bootstrap
+        root = load_trust_root(self.trust_root)
+        if root.namespace != bootstrap.namespace or root.version <= bootstrap.version:
+            raise RollbackError(f"client state: saved trust root v{root.version} does not follow the bootstrap "
+                                f"root v{bootstrap.version}")
+        return root
+
+
+@dataclass(frozen=True)
+class VerifiedUpdate:
+    """The result of a successful :func:`verify_update`."""
+
+    epoch: int
+    keyset: Keyset
+    fleets: tuple[Fleet, ...]
+    """Fleets usable now: status ``active`` and ``not_before <= now < not_after``."""
+    checkpoint: Checkpoint
+    index: int
+    state: ClientState
+    changed: bool
+    """True when the epoch is new to this client (False for a re-check of the same epoch)."""
+
+
+@dataclass(frozen=True)
+class VerifiedCheckpoint:
+    checkpoint: Checkpoint
+    freshness_time: int
+
+
+def _check_size(data: bytes, limit: int, what: str) -> None:
+    if not isinstance(data, bytes | bytearray):
+        raise FormatError(f"{what}: expected bytes")
+    if len(data) > limit:
+        raise SizeLimitError(f"{what}: {len(data)} bytes exceeds the {limit}-byte limit")
+
+
+def verify_checkpoint(checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState, now: int,
+                      consistency: Sequence[bytes]) -> VerifiedCheckpoint:
+    """Steps 10 and 12: signature, origin, witnesses, freshness, consistency with ``state``."""
+    _check_size(checkpoint, MAX_NOTE_SIZE, "checkpoint")
+    if len(consistency) > MAX_PROOF_HASHES:
+        raise SizeLimitError(f"consistency proof: more than {MAX_PROOF_HASHES} hashes")
+    signed: SignedCheckpoint = open_checkpoint(checkpoint, trust_root.log.key, trust_root.log.origin)
+    cp = signed.checkpoint
+    if trust_root.witnesses.threshold:
+        verify_cosignatures(checkpoint, trust_root.witnesses.keys, trust_root.witnesses.threshold, what="witness")
+    fresh = verify_cosignatures(checkpoint, [trust_root.log.freshness_key], 1, what="log freshness")[0]
+    check_fresh(fresh.timestamp, now, trust_root.log.max_age, what="checkpoint freshness cosignature")
+    if fresh.timestamp < state.freshness_time:
+        raise RollbackError(f"checkpoint freshness time {fresh.timestamp} is older than the {state.freshness_time} "
+                            "already seen (replayed checkpoint)")
+    if cp.size < state.checkpoint_size:
+        raise ConsistencyError(f"checkpoint size {cp.size} is smaller than the size {state.checkpoint_size} "
+                               "already seen: the log went backwards")
+    if state.checkpoint_size:
+        if cp.size == state.checkpoint_size and cp.root != state.checkpoint_root:
+            raise ConsistencyError(f"checkpoint of size {cp.size} has root {cp.root.hex()} but this client saw root "
+                                   f"{state.checkpoint_root.hex()} at that size: the log forked (split view)")
+        verify_consistency(state.checkpoint_size, cp.size, consistency, state.checkpoint_root, cp.root)
+    return VerifiedCheckpoint(cp, fresh.timestamp)
+
+
+def _verify_inclusion(entry: bytes, proof: bytes, checkpoint: Checkpoint) -> TlogProof:
+    """Step 11: the tlog-proof is for ``checkpoint``'s tree and includes ``entry``."""
+    _check_size(proof, MAX_PROOF_SIZE, "inclusion proof")
+    parsed = parse_tlog_proof(proof)
+    text, _ = parse_note(parsed.checkpoint)
+    if parse_checkpoint_body(text) != checkpoint:
+        raise ProofError("inclusion proof: it is relative to another tree head than the verified checkpoint")
+    verify_inclusion(parsed.index, checkpoint.size, leaf_hash(entry), parsed.hashes, checkpoint.root)
+    return parsed
+
+
+def _check_epoch(keyset: Keyset, state: ClientState, now: int) -> bool:
+    """Steps 8 and 9; returns whether the epoch is new."""
+    if state.keyset is not None:
+        saved = parse_keyset(state.keyset)
+        if keyset.epoch < saved.epoch:
+            raise RollbackError(f"epoch {keyset.epoch} is older than epoch {saved.epoch} already accepted")
+        if keyset.epoch == saved.epoch and keyset.digest != saved.digest:
+            raise RollbackError(f"epoch {keyset.epoch} has keyset digest {keyset.digest.hex()} but this client "
+                                f"accepted {saved.digest.hex()} for that epoch (equivocation)")
+        if keyset.epoch == saved.epoch + 1:
+            check_chain(saved.digest, keyset)
+        elif keyset.epoch > saved.epoch + 1:
+            raise ChainError(f"epoch {keyset.epoch} skips epochs {saved.epoch + 1}..{keyset.epoch - 1}: verify them "
+                             "in order so the previous-hash chain is checked")
+    if now >= keyset.expires_at:
+        raise ExpiredError(f"keyset epoch {keyset.epoch} expired at {keyset.expires_at} (now {now}): "
+                           "stale data, possible freeze attack")
+    if keyset.issued_at > now + CLOCK_SKEW:
+        raise ExpiredError(f"keyset epoch {keyset.epoch} is issued in the future ({keyset.issued_at}, now {now})")
+    return state.keyset is None or keyset.epoch != parse_keyset(state.keyset).epoch
+
+
+def verify_update(bundle: bytes, proof: bytes, checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState,
+                  now: int, consistency: Sequence[bytes] = ()) -> VerifiedUpdate:
+    """Verify a bundle, its inclusion proof and the latest checkpoint; return the new state.
+
+    ``trust_root`` is the bootstrap root shipped with the app; ``state`` the last saved state
+    (``ClientState()`` on first run); ``now`` POSIX seconds; ``consistency`` the RFC 9162 proof from
+    the state's checkpoint size to the new checkpoint's size (empty when the state has none or the
+    size is unchanged). Steps are numbered in the module docstring.
+    """
+    _check_size(bundle, MAX_BUNDLE_SIZE, "bundle")                                   # 1
+    root = state.trust_root_in_force(trust_root)
+    root.check_not_expired(now)                                                      # 2
+    verified: VerifiedBundle = verify_bundle(bundle, root)                           # 3-7
+    changed = _check_epoch(verified.keyset, state, now)                              # 8-9
+    vcp = verify_checkpoint(checkpoint, trust_root=root, state=state, now=now, consistency=consistency)  # 10, 12
+    parsed = _verify_inclusion(bundle, proof, vcp.checkpoint)                        # 11
+    new_state = replace(state, keyset=verified.keyset.raw, checkpoint_size=vcp.checkpoint.size,
+                        checkpoint_root=vcp.checkpoint.root, freshness_time=vcp.freshness_time)
+    return VerifiedUpdate(verified.keyset.epoch, verified.keyset, verified.keyset.active_fleets(now), vcp.checkpoint,
+                          parsed.index, new_state, changed)
+
+
+def verify_trust_root_update(envelope: bytes, proof: bytes, checkpoint: bytes, *, trust_root: TrustRoot,
+                             state: ClientState, now: int, consistency: Sequence[bytes] = ()) -> ClientState:
+    """Follow one trust-root rotation published in the log; return the new state.
+
+    The envelope must be exactly the next version, signed by the threshold of the current root's
+    anchors and countersigners and of its own (:func:`verifier.trustroot.verify_rotation`), and be
+    included in a checkpoint that verifies and is consistent with the state (steps 10-12).
+    """
+    _check_size(envelope, MAX_BUNDLE_SIZE, "trust root update")
+    current = state.trust_root_in_force(trust_root)
+    new_root = verify_rotation(current, envelope)
+    vcp = verify_checkpoint(checkpoint, trust_root=current, state=state, now=now, consistency=consistency)
+    _verify_inclusion(envelope, proof, vcp.checkpoint)
+    new_root.check_not_expired(now)
+    return replace(state, trust_root=bytes(envelope), checkpoint_size=vcp.checkpoint.size,
+                   checkpoint_root=vcp.checkpoint.root, freshness_time=vcp.freshness_time)
+
+
+__all__ = [
+    "ClientState",
+    "VerifiedCheckpoint",
+    "VerifiedUpdate",
+    "verify_checkpoint",
+    "verify_trust_root_update",
+    "verify_update",
+]
