@@ -1,0 +1,271 @@
+"""The over-the-air client: fetch, verify with :func:`verifier.update.verify_update`, persist.
+
+This is the only part of :mod:`verifier` that does I/O. It:
+
+* refuses to start without a bootstrap trust root (the one shipped in the app, never modified);
+* downloads with timeouts, retries with exponential backoff on connection errors, 5xx and 429, and a
+  hard byte cap on every response (an endless body is cut off and refused);
+* follows trust-root rotations published in the log one version at a time, then every epoch after
+  the saved one in order (so the ``previous`` chain is checked across the gap);
+* persists state atomically: write a temporary file, fsync it, rename it over ``state.json``, fsync
+  the directory. A crash at any point leaves either the old or the new state, never a mix;
+* works offline from the last verified state until that keyset expires, and says so.
+
+Example::
+
+    from verifier.client import Client
+    client = Client("https://keys.example", trust_root=open("root.json", "rb").read(), state_dir="state")
+    result = client.refresh()
+    for fleet in result.fleets:
+        print(fleet.fleet_id, fleet.algorithm, fleet.public_key.hex())
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from .checkpoint import parse_checkpoint_body
+from .errors import ExpiredError, FormatError, SizeLimitError, VerificationError
+from .keyset import Fleet, format_time, parse_keyset
+from .note import b64decode_strict, parse_note
+from .tlogproof import parse_tlog_proof
+from .trustroot import TrustRoot, load_trust_root
+from .update import ClientState, verify_trust_root_update, verify_update
+
+log = logging.getLogger("fleetkeys.client")
+
+STATE_FILE = "state.json"
+MAX_JSON_RESPONSE = 1024 * 1024
+#: Bound on epochs fetched in one refresh (a client far behind catches up over several refreshes).
+MAX_CATCH_UP = 1000
+
+
+class FetchError(Exception):
+    """The distributor could not be reached or answered with an error (after retries)."""
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    fleets: tuple[Fleet, ...]
+    epoch: int
+    offline: bool
+    """True when the distributor was unreachable and the result comes from the saved state."""
+    checkpoint_size: int
+    epochs_verified: tuple[int, ...]
+    message: str
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write-temp, fsync, rename, fsync-dir: after a crash ``path`` holds the old or the new bytes."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class Client:
+    """OTA client for one distributor, one bootstrap trust root and one state directory."""
+
+    def __init__(self, base_url: str, trust_root: bytes | TrustRoot, state_dir: str | os.PathLike, *,
+                 session: requests.Session | None = None, timeout: float = 10.0, retries: int = 3,
+                 backoff: float = 0.5, clock: Callable[[], float] = time.time) -> None:
+        if trust_root is None or trust_root == b"":
+            raise ValueError("a bootstrap trust root is required (ship it with the app)")
+        self.trust_root = trust_root if isinstance(trust_root, TrustRoot) else load_trust_root(trust_root)
+        self.base_url = base_url.rstrip("/")
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.clock = clock
+        self.state = self._load_state()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def _load_state(self) -> ClientState:
+        try:
+            data = self.state_path.read_bytes()
+        except FileNotFoundError:
+            return ClientState()
+        state = ClientState.from_bytes(data)  # a corrupt state is an error, never silently reset
+        state.trust_root_in_force(self.trust_root)
+        return state
+
+    def _save(self, state: ClientState) -> None:
+        _write_atomic(self.state_path, state.to_bytes())
+        self.state = state
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _get(self, path: str, limit: int, *, allow_404: bool = False) -> bytes | None:
+        url = self.base_url + path
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))  # noqa: S311 - jitter
+            try:
+                with self.session.get(url, timeout=self.timeout, stream=True) as resp:
+                    if resp.status_code == 404 and allow_404:
+                        return None
+                    if resp.status_code in (429,) or resp.status_code >= 500:
+                        last = FetchError(f"GET {url}: HTTP {resp.status_code}")
+                        continue
+                    if resp.status_code != 200:
+                        raise FetchError(f"GET {url}: HTTP {resp.status_code}: {resp.text[:200]}")
+                    declared = resp.headers.get("Content-Length")
+                    if declared is not None and declared.isdigit() and int(declared) > limit:
+                        raise SizeLimitError(f"GET {url}: response of {declared} bytes exceeds the {limit}-byte cap")
+                    body = bytearray()
+                    for chunk in resp.iter_content(64 * 1024):
+                        body += chunk
+                        if len(body) > limit:
+                            raise SizeLimitError(f"GET {url}: response exceeds the {limit}-byte cap (cut off)")
+                    return bytes(body)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                last = FetchError(f"GET {url}: {type(exc).__name__}: {str(exc)[:200]}")
+        raise last or FetchError(f"GET {url}: failed")
+
+    def _get_json(self, path: str, *, allow_404: bool = False) -> dict | None:
+        body = self._get(path, MAX_JSON_RESPONSE, allow_404=allow_404)
+        if body is None:
+            return None
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FormatError(f"GET {path}: response is not JSON") from exc
+        if not isinstance(value, dict):
+            raise FormatError(f"GET {path}: expected a JSON object")
+        return value
+
+    def _consistency(self, state: ClientState, checkpoint: bytes) -> list[bytes]:
+        """Fetch the consistency proof from the state's tree size to ``checkpoint``'s (unverified) size."""
+        text, _ = parse_note(checkpoint)
+        size = parse_checkpoint_body(text).size
+        if not state.checkpoint_size or size <= state.checkpoint_size:
+            return []  # equal: roots compared; smaller: verify_update refuses it
+        obj = self._get_json(f"/api/v1/proof/consistency?from={state.checkpoint_size}&to={size}")
+        hashes = obj.get("proof")
+        if not isinstance(hashes, list) or len(hashes) > 64 or not all(isinstance(h, str) for h in hashes):
+            raise FormatError("consistency proof response: expected a list of at most 64 base64 hashes")
+        return [b64decode_strict(h, "consistency proof hash") for h in hashes]
+
+    @staticmethod
+    def _entry(obj: dict, field: str) -> tuple[bytes, bytes, bytes]:
+        """(entry bytes, tlog-proof bytes, checkpoint bytes embedded in the proof) from an API response."""
+        if not isinstance(obj.get(field), str) or not isinstance(obj.get("proof"), str):
+            raise FormatError(f"response: expected string fields {field!r} and 'proof'")
+        entry = b64decode_strict(obj[field], f"response.{field}")
+        proof = obj["proof"].encode("utf-8")
+        return entry, proof, parse_tlog_proof(proof).checkpoint
+
+    # -- refresh ---------------------------------------------------------------------------------
+
+    def refresh(self) -> RefreshResult:
+        """Fetch and verify everything new; persist; return the fleet keys in force.
+
+        Raises a :class:`~verifier.errors.VerificationError` when something does not verify (state
+        unchanged), or :class:`FetchError` when offline and no usable saved state exists.
+        """
+        now = int(self.clock())
+        try:
+            return self._refresh_online(now)
+        except FetchError as exc:
+            return self._offline(now, exc)
+
+    def _refresh_online(self, now: int) -> RefreshResult:
+        state = self.state
+        # 1. Trust-root rotations published in the log, one version at a time.
+        while True:
+            current = state.trust_root_in_force(self.trust_root)
+            obj = self._get_json(f"/api/v1/trust-roots/{current.version + 1}", allow_404=True)
+            if obj is None:
+                break
+            envelope, proof, checkpoint = self._entry(obj, "trust_root")
+            state = verify_trust_root_update(envelope, proof, checkpoint, trust_root=self.trust_root, state=state,
+                                             now=now, consistency=self._consistency(state, checkpoint))
+            log.info("followed trust root rotation to version %d", current.version + 1)
+        # 2. The latest epoch, and every epoch between the saved one and it, in order.
+        latest = self._get_json("/api/v1/bundles/latest", allow_404=True)
+        if latest is None:
+            raise VerificationError("the distributor's log has no bundle yet")
+        epoch = latest.get("epoch")
+        if type(epoch) is not int or epoch < 1:
+            raise FormatError("latest bundle response: epoch must be a positive integer")
+        saved = state.epoch
+        todo = list(range(saved + 1, epoch)) if saved else []
+        if len(todo) > MAX_CATCH_UP:
+            todo = todo[:MAX_CATCH_UP]
+        verified: list[int] = []
+        update = None
+        for e in todo:
+            obj = self._get_json(f"/api/v1/bundles/{e}")
+            update = self._verify(obj, state, now)
+            state = update.state
+            verified.append(update.epoch)
+        if not todo or todo[-1] == epoch - 1:
+            update = self._verify(latest, state, now)
+            state = update.state
+            verified.append(update.epoch)
+        self._save(state)
+        changed = [e for e in verified if e > saved]
+        message = (f"verified epoch{'s' if len(changed) > 1 else ''} {', '.join(map(str, changed))}" if changed
+                   else f"epoch {update.epoch} is still current (checkpoint size {update.checkpoint.size})")
+        return RefreshResult(update.fleets, update.epoch, False, update.checkpoint.size, tuple(verified), message)
+
+    def _verify(self, obj: dict, state: ClientState, now: int):
+        bundle, proof, checkpoint = self._entry(obj, "bundle")
+        return verify_update(bundle, proof, checkpoint, trust_root=self.trust_root, state=state, now=now,
+                             consistency=self._consistency(state, checkpoint))
+
+    def _offline(self, now: int, exc: FetchError) -> RefreshResult:
+        state = self.state
+        if state.keyset is None:
+            raise FetchError(f"distributor unreachable and no verified state saved yet: {exc}") from exc
+        keyset = parse_keyset(state.keyset)
+        if now >= keyset.expires_at:
+            raise ExpiredError(f"distributor unreachable ({exc}) and the last verified keyset (epoch {keyset.epoch}) "
+                               f"expired at {format_time(keyset.expires_at)}: refusing stale keys") from exc
+        message = (f"OFFLINE: distributor unreachable ({exc}); using verified epoch {keyset.epoch}, "
+                   f"valid until {format_time(keyset.expires_at)}")
+        log.warning(message)
+        return RefreshResult(keyset.active_fleets(now), keyset.epoch, True, state.checkpoint_size, (), message)
+
+    def fleets(self) -> tuple[Fleet, ...]:
+        """The fleet keys from the saved state (no network); empty before the first refresh."""
+        if self.state.keyset is None:
+            return ()
+        keyset = parse_keyset(self.state.keyset)
+        now = int(self.clock())
+        if now >= keyset.expires_at:
+            raise ExpiredError(f"saved keyset epoch {keyset.epoch} expired at {format_time(keyset.expires_at)}")
+        return keyset.active_fleets(now)
+
+
+__all__ = ["Client", "FetchError", "RefreshResult"]
