@@ -38,7 +38,8 @@ from .trustroot import TrustRoot
 
 FORMAT = "fleetkeys/bundle/v1"
 COUNTERSIGNATURE_PREFIX = b"fleetkeys/countersignature/v1\n"
-MAX_BUNDLE_SIZE = 512 * 1024
+#: A bundle is one log entry, and a C2SP entry bundle stores each entry with a uint16 length.
+MAX_BUNDLE_SIZE = 0xFFFF
 
 
 def countersignature_message(statement_bytes: bytes, anchor_signatures: Sequence[bytes]) -> bytes:
@@ -105,7 +106,11 @@ def verify_bundle(data: bytes, trust_root: TrustRoot) -> VerifiedBundle:
     namespace = trust root namespace; SHA-256(keyset) = statement digest; keyset parse; keyset
     namespace and epoch = statement's. Pure: no I/O, no clock (expiry is checked by the caller).
     """
-    bundle = parse_bundle(data)
+    return verify_parsed_bundle(parse_bundle(data), trust_root, bytes(data))
+
+
+def verify_parsed_bundle(bundle: Bundle, trust_root: TrustRoot, raw: bytes) -> VerifiedBundle:
+    """:func:`verify_bundle` after the envelope parse (``raw`` = the bytes ``bundle`` came from)."""
     verify_threshold(bundle.statement, bundle.signatures, trust_root.anchors, "anchor", "bundle")
     verify_threshold(countersignature_message(bundle.statement, bundle.anchor_signatures), bundle.signatures,
                      trust_root.countersigners, "countersigner", "bundle")
@@ -121,7 +126,7 @@ def verify_bundle(data: bytes, trust_root: TrustRoot) -> VerifiedBundle:
     if keyset.namespace != statement.namespace or keyset.epoch != statement.epoch:
         raise MismatchError(f"bundle: keyset is {keyset.namespace!r} epoch {keyset.epoch} but the statement "
                             f"signs {statement.namespace!r} epoch {statement.epoch}")
-    return VerifiedBundle(bundle, statement, keyset, bytes(data))
+    return VerifiedBundle(bundle, statement, keyset, raw)
 
 
 __all__ = [

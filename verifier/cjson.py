@@ -21,7 +21,14 @@ MAX_DEPTH = 8
 def dumps_canonical(value: Any) -> bytes:
     """Encode ``value`` canonically (raises :class:`FormatError` on floats or non-JSON types)."""
     _check_types(value, 0)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _encode(value)
+
+
+def _encode(value: Any) -> bytes:
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise FormatError("JSON: a string is not valid Unicode (lone surrogate escape)") from exc
 
 
 def _check_types(value: Any, depth: int) -> None:
@@ -83,7 +90,7 @@ def loads_strict(data: bytes, what: str, max_size: int) -> Any:
 def loads_canonical(data: bytes, what: str, max_size: int) -> Any:
     """Parse JSON that must be in canonical form (see module docstring)."""
     value = loads_strict(data, what, max_size)
-    if dumps_canonical(value) != bytes(data):
+    if _encode(value) != bytes(data):  # types were checked by loads_strict
         raise FormatError(f"{what}: not canonical JSON (keys sorted, no white space, minimal escapes)")
     return value
 

@@ -138,17 +138,21 @@ class Client:
                         last = FetchError(f"GET {url}: HTTP {resp.status_code}")
                         continue
                     if resp.status_code != 200:
-                        raise FetchError(f"GET {url}: HTTP {resp.status_code}: {resp.text[:200]}")
+                        snippet = resp.raw.read1(200, decode_content=True)[:200].decode("utf-8", "replace")
+                        raise FetchError(f"GET {url}: HTTP {resp.status_code}: {snippet}")
                     declared = resp.headers.get("Content-Length")
-                    if declared is not None and declared.isdigit() and int(declared) > limit:
+                    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
                         raise SizeLimitError(f"GET {url}: response of {declared} bytes exceeds the {limit}-byte cap")
+                    deadline = time.monotonic() + self.timeout
                     body = bytearray()
-                    for chunk in resp.iter_content(64 * 1024):
+                    while chunk := resp.raw.read1(64 * 1024, decode_content=True):
                         body += chunk
                         if len(body) > limit:
                             raise SizeLimitError(f"GET {url}: response exceeds the {limit}-byte cap (cut off)")
+                        if time.monotonic() > deadline:
+                            raise requests.Timeout(f"response body not complete within {self.timeout} s")
                     return bytes(body)
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            except requests.RequestException as exc:
                 last = FetchError(f"GET {url}: {type(exc).__name__}: {str(exc)[:200]}")
         raise last or FetchError(f"GET {url}: failed")
 
@@ -158,7 +162,7 @@ class Client:
             return None
         try:
             value = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise FormatError(f"GET {path}: response is not JSON") from exc
         if not isinstance(value, dict):
             raise FormatError(f"GET {path}: expected a JSON object")
@@ -182,7 +186,10 @@ class Client:
         if not isinstance(obj.get(field), str) or not isinstance(obj.get("proof"), str):
             raise FormatError(f"response: expected string fields {field!r} and 'proof'")
         entry = b64decode_strict(obj[field], f"response.{field}")
-        proof = obj["proof"].encode("utf-8")
+        try:
+            proof = obj["proof"].encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise FormatError("response.proof: not encodable as UTF-8") from exc
         return entry, proof, parse_tlog_proof(proof).checkpoint
 
     # -- refresh ---------------------------------------------------------------------------------
@@ -199,19 +206,26 @@ class Client:
         except FetchError as exc:
             return self._offline(now, exc)
 
+    def _next_rotation_index(self, state: ClientState) -> int | None:
+        """Log index of the next trust-root version, if the log has one (authenticated when followed)."""
+        version = state.trust_root_in_force(self.trust_root).version + 1
+        obj = self._get_json(f"/api/v1/trust-roots/{version}", allow_404=True)
+        return None if obj is None else parse_tlog_proof(self._entry(obj, "trust_root")[1]).index
+
+    def _follow_rotation(self, state: ClientState, now: int) -> ClientState:
+        """Fetch (again, so its checkpoint is the newest) and follow the next trust-root version."""
+        version = state.trust_root_in_force(self.trust_root).version + 1
+        envelope, proof, checkpoint = self._entry(self._get_json(f"/api/v1/trust-roots/{version}"), "trust_root")
+        state = verify_trust_root_update(envelope, proof, checkpoint, trust_root=self.trust_root, state=state,
+                                         now=now, consistency=self._consistency(state, checkpoint))
+        log.info("followed trust root rotation to version %d", version)
+        return state
+
     def _refresh_online(self, now: int) -> RefreshResult:
         state = self.state
-        # 1. Trust-root rotations published in the log, one version at a time.
-        while True:
-            current = state.trust_root_in_force(self.trust_root)
-            obj = self._get_json(f"/api/v1/trust-roots/{current.version + 1}", allow_404=True)
-            if obj is None:
-                break
-            envelope, proof, checkpoint = self._entry(obj, "trust_root")
-            state = verify_trust_root_update(envelope, proof, checkpoint, trust_root=self.trust_root, state=state,
-                                             now=now, consistency=self._consistency(state, checkpoint))
-            log.info("followed trust root rotation to version %d", current.version + 1)
-        # 2. The latest epoch, and every epoch between the saved one and it, in order.
+        # Trust-root rotations are followed in log order, interleaved with the epochs: a bundle is verified
+        # under the root in force at its position in the log.
+        rotation = self._next_rotation_index(state)
         latest = self._get_json("/api/v1/bundles/latest", allow_404=True)
         if latest is None:
             raise VerificationError("the distributor's log has no bundle yet")
@@ -224,15 +238,21 @@ class Client:
             todo = todo[:MAX_CATCH_UP]
         verified: list[int] = []
         update = None
+        if not todo or todo[-1] == epoch - 1:
+            todo.append(epoch)
         for e in todo:
-            obj = self._get_json(f"/api/v1/bundles/{e}")
+            # Fetched in order (the latest again too), so each checkpoint is at least as new as the last.
+            obj = latest if len(todo) == 1 else self._get_json(f"/api/v1/bundles/{e}")
+            index = parse_tlog_proof(self._entry(obj, "bundle")[1]).index
+            while rotation is not None and rotation < index:
+                state = self._follow_rotation(state, now)
+                rotation = self._next_rotation_index(state)
             update = self._verify(obj, state, now)
             state = update.state
             verified.append(update.epoch)
-        if not todo or todo[-1] == epoch - 1:
-            update = self._verify(latest, state, now)
-            state = update.state
-            verified.append(update.epoch)
+        while rotation is not None:
+            state = self._follow_rotation(state, now)
+            rotation = self._next_rotation_index(state)
         self._save(state)
         changed = [e for e in verified if e > saved]
         message = (f"verified epoch{'s' if len(changed) > 1 else ''} {', '.join(map(str, changed))}" if changed

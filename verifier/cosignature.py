@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ExpiredError, FormatError, ThresholdError
-from .note import ALG_COSIGNATURE_V1, NoteSigner, NoteVerifier, Signature, parse_note
+from .note import ALG_COSIGNATURE_V1, Note, NoteSigner, NoteVerifier, Signature, parse_note
 
 MAX_TIMESTAMP = (1 << 63) - 1
 
@@ -68,7 +68,7 @@ class VerifiedCosignature:
     timestamp: int
 
 
-def verify_cosignatures(signed_note: bytes, cosigners: Sequence[NoteVerifier], threshold: int,
+def verify_cosignatures(signed_note: bytes | Note, cosigners: Sequence[NoteVerifier], threshold: int,
                         *, what: str = "witness") -> list[VerifiedCosignature]:
     """Check that at least ``threshold`` distinct ``cosigners`` cosigned the checkpoint note.
 
@@ -77,7 +77,10 @@ def verify_cosignatures(signed_note: bytes, cosigners: Sequence[NoteVerifier], t
     key, the first valid line). Raises :class:`ThresholdError` when fewer than ``threshold`` keys
     cosigned. Precondition: the caller has already verified the log's own signature on the note.
     """
-    text, sigs = parse_note(signed_note)
+    if isinstance(signed_note, Note):  # already opened: cosignatures are among its unverified lines
+        text, sigs = signed_note.text, [*signed_note.sigs, *signed_note.unverified_sigs]
+    else:
+        text, sigs = parse_note(signed_note)
     by_id = {(v.name, v.key_id): v for v in cosigners if v.alg == ALG_COSIGNATURE_V1}
     found: dict[bytes, VerifiedCosignature] = {}
     for s in sigs:

@@ -4,7 +4,7 @@ Canonical JSON (:mod:`verifier.cjson`), exactly these fields::
 
     {"epoch": <int 1..2**63-1>,
      "expires_at": "<YYYY-MM-DDTHH:MM:SSZ>",          after issued_at; clients refuse it after this
-     "fleets": [<fleet>, ...],                          0..1024, sorted by fleet_id, fleet_ids unique
+     "fleets": [<fleet>, ...],                          0..160, sorted by fleet_id, fleet_ids unique
      "issued_at": "<YYYY-MM-DDTHH:MM:SSZ>",
      "namespace": "<namespace>",                        1..256 chars of [A-Za-z0-9._:/-]
      "previous": "<64 lower-case hex>"}                 SHA-256 of the previous epoch's keyset bytes,
@@ -38,13 +38,14 @@ from .cjson import dumps_canonical, expect_int, expect_object, expect_str, loads
 from .errors import ChainError, FormatError
 from .note import b64decode_strict
 
-MAX_KEYSET_SIZE = 256 * 1024
-MAX_FLEETS = 1024
+#: Base64 of the keyset must fit, with the statement and signatures, in one 65,535-byte log entry.
+MAX_KEYSET_SIZE = 40 * 1024
+MAX_FLEETS = 160
 MAX_EPOCH = (1 << 63) - 1
 GENESIS_PREVIOUS = "0" * 64
 ALGORITHMS = ("x25519", "ed25519", "p256")
 STATUSES = ("active", "retired", "revoked")
-_TIME_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
+_TIME_RE = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z\Z", re.ASCII)
 _FLEET_ID_RE = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
 NAMESPACE_RE = re.compile(r"\A[A-Za-z0-9._:/-]{1,256}\Z")
 _HEX64_RE = re.compile(r"\A[0-9a-f]{64}\Z")
@@ -67,10 +68,11 @@ _P25519 = (1 << 255) - 19
 
 def parse_time(value: Any, what: str) -> int:
     """``YYYY-MM-DDTHH:MM:SSZ`` (UTC, exactly this form) to POSIX seconds."""
-    if not isinstance(value, str) or not _TIME_RE.match(value):
+    match = _TIME_RE.match(value) if isinstance(value, str) else None
+    if match is None:
         raise FormatError(f"{what}: expected a time like 2027-01-01T00:00:00Z, found {str(value)[:40]!r}")
     try:
-        dt = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        dt = datetime(*map(int, match.groups()), tzinfo=UTC)
     except ValueError as exc:
         raise FormatError(f"{what}: invalid date {value!r}") from exc
     return int(dt.timestamp())

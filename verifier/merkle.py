@@ -155,10 +155,10 @@ def consistency_proof(size1: int, size2: int, node: NodeReader) -> list[bytes]:
     return proof
 
 
-def _check_hash(value: bytes, what: str) -> None:
+def _check_hash(value: bytes, what: str, error: type[ProofError] = ProofError) -> None:
     if not isinstance(value, bytes | bytearray) or len(value) != HASH_SIZE:
         found = len(value) if isinstance(value, bytes | bytearray) else type(value).__name__
-        raise ProofError(f"{what}: expected a {HASH_SIZE}-byte hash, found {found}")
+        raise error(f"{what}: expected a {HASH_SIZE}-byte hash, found {found}")
 
 
 def verify_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes) -> None:
@@ -208,14 +208,14 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
     """
     if not (isinstance(size1, int) and isinstance(size2, int)) or not 0 < size1 <= size2:
         raise ConsistencyError(f"consistency proof: need 0 < size1 <= size2, got size1={size1} size2={size2}")
-    _check_hash(root1, "consistency proof: first root")
-    _check_hash(root2, "consistency proof: second root")
+    _check_hash(root1, "consistency proof: first root", ConsistencyError)
+    _check_hash(root2, "consistency proof: second root", ConsistencyError)
     expected = _consistency_length(size1, size2)
     if len(proof) != expected:
         raise ConsistencyError(f"consistency proof: expected {expected} hashes from size {size1} to {size2}, "
                                f"found {len(proof)}")
     for i, p in enumerate(proof):
-        _check_hash(p, f"consistency proof: hash {i}")
+        _check_hash(p, f"consistency proof: hash {i}", ConsistencyError)
     if size1 == size2:
         if root1 != root2:
             raise ConsistencyError(f"consistency proof: same size {size1} but roots differ "

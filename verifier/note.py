@@ -31,6 +31,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ MAX_SIGNATURES = 100
 #: Bound on the whole note: checkpoints and their cosignatures are far smaller.
 MAX_NOTE_SIZE = 64 * 1024
 _SIG_PREFIX = "\u2014 ".encode()  # "— "
+_CONTROL_RE = re.compile("[\x00-\x09\x0b-\x1f]")
 
 
 def b64decode_strict(text: str | bytes, what: str) -> bytes:
@@ -69,7 +71,11 @@ def b64decode_strict(text: str | bytes, what: str) -> bytes:
 
 
 def is_valid_name(name: str) -> bool:
-    """A key name: non-empty, no ``+``, no Unicode white space (Go's ``isValidName``)."""
+    """A key name: non-empty valid UTF-8, no ``+``, no Unicode white space (Go's ``isValidName``)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
     return bool(name) and "+" not in name and not any(ch.isspace() for ch in name)
 
 
@@ -235,9 +241,9 @@ def _check_text(msg: bytes) -> None:
         decoded = msg.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormatError(f"note: not valid UTF-8 at byte {exc.start}") from exc
-    for i, ch in enumerate(decoded):
-        if ch < " " and ch != "\n":
-            raise FormatError(f"note: control character {ord(ch):#04x} at character {i}")
+    bad = _CONTROL_RE.search(decoded)
+    if bad:
+        raise FormatError(f"note: control character {ord(bad.group()):#04x} at character {bad.start()}")
 
 
 def parse_note(msg: bytes) -> tuple[bytes, list[Signature]]:

@@ -191,12 +191,20 @@ def verify_rotation(current: TrustRoot, data: bytes) -> TrustRoot:
     Raises :class:`RollbackError` for a version that is not exactly the next one and
     :class:`TrustRootError` (or :class:`ThresholdError`) otherwise.
     """
-    body, entries = parse_envelope(data)
+    try:
+        body, entries = parse_envelope(data)
+    except VerificationError as exc:
+        raise TrustRootError(f"trust root rotation: {exc}") from exc
     message = signing_message(body)
     verify_threshold(message, entries, current.anchors, "anchor", f"trust root rotation from v{current.version}")
     verify_threshold(message, entries, current.countersigners, "countersigner",
                      f"trust root rotation from v{current.version}")
-    new = parse_trust_root_body(body, data)
+    try:
+        new = parse_trust_root_body(body, data)
+    except TrustRootError:
+        raise
+    except VerificationError as exc:
+        raise TrustRootError(f"trust root rotation: {exc}") from exc
     if new.version != current.version + 1:
         raise RollbackError(f"trust root rotation: expected version {current.version + 1}, found {new.version} "
                             "(roots are followed one version at a time, never skipped or replayed)")

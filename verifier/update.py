@@ -37,7 +37,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .bundle import MAX_BUNDLE_SIZE, VerifiedBundle, verify_bundle
+from .bundle import MAX_BUNDLE_SIZE, parse_bundle, verify_parsed_bundle
 from .checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint_body
 from .cjson import dumps_canonical, expect_int, expect_object, loads_canonical
 from .cosignature import check_fresh, verify_cosignatures
@@ -123,10 +123,10 @@ class ClientState:
         if self.trust_root is None:
             return bootstrap
         root = load_trust_root(self.trust_root)
-        if root.namespace != bootstrap.namespace or root.version <= bootstrap.version:
-            raise RollbackError(f"client state: saved trust root v{root.version} does not follow the bootstrap "
-                                f"root v{bootstrap.version}")
-        return root
+        if root.namespace != bootstrap.namespace:
+            raise RollbackError(f"client state: saved trust root is for {root.namespace!r}, not the bootstrap "
+                                f"root's {bootstrap.namespace!r}")
+        return root if root.version > bootstrap.version else bootstrap  # a newer app ships a newer root
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,8 @@ def verify_checkpoint(checkpoint: bytes, *, trust_root: TrustRoot, state: Client
     signed: SignedCheckpoint = open_checkpoint(checkpoint, trust_root.log.key, trust_root.log.origin)
     cp = signed.checkpoint
     if trust_root.witnesses.threshold:
-        verify_cosignatures(checkpoint, trust_root.witnesses.keys, trust_root.witnesses.threshold, what="witness")
-    fresh = verify_cosignatures(checkpoint, [trust_root.log.freshness_key], 1, what="log freshness")[0]
+        verify_cosignatures(signed.note, trust_root.witnesses.keys, trust_root.witnesses.threshold, what="witness")
+    fresh = verify_cosignatures(signed.note, [trust_root.log.freshness_key], 1, what="log freshness")[0]
     check_fresh(fresh.timestamp, now, trust_root.log.max_age, what="checkpoint freshness cosignature")
     if fresh.timestamp < state.freshness_time:
         raise RollbackError(f"checkpoint freshness time {fresh.timestamp} is older than the {state.freshness_time} "
@@ -196,8 +196,8 @@ def _verify_inclusion(entry: bytes, proof: bytes, checkpoint: Checkpoint) -> Tlo
 
 def _check_epoch(keyset: Keyset, state: ClientState, now: int) -> bool:
     """Steps 8 and 9; returns whether the epoch is new."""
-    if state.keyset is not None:
-        saved = parse_keyset(state.keyset)
+    saved = parse_keyset(state.keyset) if state.keyset is not None else None
+    if saved is not None:
         if keyset.epoch < saved.epoch:
             raise RollbackError(f"epoch {keyset.epoch} is older than epoch {saved.epoch} already accepted")
         if keyset.epoch == saved.epoch and keyset.digest != saved.digest:
@@ -213,7 +213,7 @@ def _check_epoch(keyset: Keyset, state: ClientState, now: int) -> bool:
                            "stale data, possible freeze attack")
     if keyset.issued_at > now + CLOCK_SKEW:
         raise ExpiredError(f"keyset epoch {keyset.epoch} is issued in the future ({keyset.issued_at}, now {now})")
-    return state.keyset is None or keyset.epoch != parse_keyset(state.keyset).epoch
+    return saved is None or keyset.epoch != saved.epoch
 
 
 def verify_update(bundle: bytes, proof: bytes, checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState,
@@ -228,13 +228,19 @@ def verify_update(bundle: bytes, proof: bytes, checkpoint: bytes, *, trust_root:
     _check_size(bundle, MAX_BUNDLE_SIZE, "bundle")                                   # 1
     root = state.trust_root_in_force(trust_root)
     root.check_not_expired(now)                                                      # 2
-    verified: VerifiedBundle = verify_bundle(bundle, root)                           # 3-7
-    changed = _check_epoch(verified.keyset, state, now)                              # 8-9
+    envelope = parse_bundle(bundle)
+    if state.keyset is not None and envelope.keyset == state.keyset:
+        # Re-check of the keyset already accepted (its signatures verified then, perhaps under an
+        # earlier trust root): only its inclusion in a fresh, consistent checkpoint is new.
+        keyset = parse_keyset(state.keyset)
+    else:
+        keyset = verify_parsed_bundle(envelope, root, bytes(bundle)).keyset                                  # 3-7
+    changed = _check_epoch(keyset, state, now)                                       # 8-9
     vcp = verify_checkpoint(checkpoint, trust_root=root, state=state, now=now, consistency=consistency)  # 10, 12
     parsed = _verify_inclusion(bundle, proof, vcp.checkpoint)                        # 11
-    new_state = replace(state, keyset=verified.keyset.raw, checkpoint_size=vcp.checkpoint.size,
+    new_state = replace(state, keyset=keyset.raw, checkpoint_size=vcp.checkpoint.size,
                         checkpoint_root=vcp.checkpoint.root, freshness_time=vcp.freshness_time)
-    return VerifiedUpdate(verified.keyset.epoch, verified.keyset, verified.keyset.active_fleets(now), vcp.checkpoint,
+    return VerifiedUpdate(keyset.epoch, keyset, keyset.active_fleets(now), vcp.checkpoint,
                           parsed.index, new_state, changed)
 
 

@@ -1,0 +1,1 @@
+"""The normative format spec (``bundles/FORMAT.md``) and its golden vectors (``bundles/vectors``)."""

@@ -1,0 +1,1 @@
+"""Golden vectors (``bundles/vectors``) and the worked examples of ``bundles/FORMAT.md``."""
