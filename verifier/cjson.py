@@ -88,9 +88,26 @@ def loads_strict(data: bytes, what: str, max_size: int) -> Any:
 
 
 def loads_canonical(data: bytes, what: str, max_size: int) -> Any:
-    """Parse JSON that must be in canonical form (see module docstring)."""
-    value = loads_strict(data, what, max_size)
-    if _encode(value) != bytes(data):  # types were checked by loads_strict
+    """Parse JSON that must be in canonical form (see module docstring).
+
+    Fast path: a plain parse (floats and NaN still rejected by hooks) followed by the byte-exact
+    re-encoding check. Duplicate keys need no hook here: the re-encoding of a parse that dropped a
+    duplicate is shorter than the input, so it can never match. Only when the check fails is the
+    slower :func:`loads_strict` run, to say precisely what is wrong.
+    """
+    if not isinstance(data, bytes | bytearray):
+        raise FormatError(f"{what}: expected bytes")
+    if len(data) > max_size:
+        raise SizeLimitError(f"{what}: {len(data)} bytes exceeds the {max_size}-byte limit")
+    data = bytes(data)
+    try:
+        value = json.loads(data.decode("utf-8"), parse_float=_reject_float, parse_constant=_reject_float)
+        _check_types(value, 0)  # depth bound
+        canonical = _encode(value) == data
+    except (FormatError, UnicodeDecodeError, ValueError, RecursionError):
+        canonical = False
+    if not canonical:
+        loads_strict(data, what, max_size)  # raises the precise error if there is one
         raise FormatError(f"{what}: not canonical JSON (keys sorted, no white space, minimal escapes)")
     return value
 

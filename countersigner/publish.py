@@ -1,0 +1,467 @@
+"""The publish pipeline: keyset file → anchor signature → countersignature → verified bundle → log.
+
+:func:`publish` runs these steps and stops at the first that fails, raising :class:`PublishError`
+(or a :class:`verifier.errors.VerificationError` subclass) with the reason:
+
+1. **keyset**: read the (possibly hand-written) JSON file, canonicalise it
+   (:func:`verifier.keyset.canonicalize_keyset`: schema, key encodings, curve points, epoch,
+   ``previous`` rules), check that its bundle fits in one log entry
+   (:data:`verifier.bundle.MAX_BUNDLE_SIZE`) and check its dates against the clock (not expired,
+   not issued in the future);
+2. **countersign key**: load it (``file:`` or ``pkcs11:``);
+3. **trust**: read the signer's ``/info``; with ``trust_root``, require the keyset's namespace, the
+   countersign key and one of the signer's keys to be in it; without one, build one from the signer's
+   keys and the countersign key (it then only proves the parts fit together, not whom to trust);
+4. **log chain** (with a distributor): ``GET /api/v1/bundles/latest`` must be epoch ``epoch - 1`` with
+   the keyset digest our ``previous`` names (404: the log is empty, so epoch must be 1); the same
+   keyset as the latest is allowed, so an interrupted publish can be re-run;
+5. **anchor**: ``POST /api/v1/sign-keyset`` (or, with ``digest_only``, Plexi's
+   ``POST /namespaces/<ns>/audits``), retried on connection errors and 502/503/504 — safe, because
+   the signer answers a repeat with the journalled signature;
+6. **countersign**: :func:`countersigner.countersign.countersign` over exactly the requested statement;
+7. **bundle**: assemble it and verify it with :func:`verifier.bundle.verify_bundle`, as a client would;
+   write it to ``out`` atomically (temp file, fsync, rename);
+8. **post** (with a distributor): ``POST /api/v1/bundles`` with the bearer token; 201 new or 200
+   already present.
+
+Steps 1-4 run before the signer is asked, because an anchor signature is final: its journal will never
+sign another digest for that epoch.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from verifier.bundle import MAX_BUNDLE_SIZE, parse_bundle, verify_bundle
+from verifier.cjson import loads_strict
+from verifier.errors import FormatError, VerificationError
+from verifier.keys import Signer, load_signer
+from verifier.keyset import Keyset, canonicalize_keyset, format_time, parse_keyset
+from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
+from verifier.signatures import KeyGroup
+from verifier.statement import Statement, parse_statement
+from verifier.trustroot import LogConfig, TrustRoot, encode_trust_root_body, load_trust_root, parse_trust_root_body
+
+from .countersign import ExpectedStatement, build_bundle, countersign, verify_anchor_signatures
+
+SIGNER_TOKEN_ENV = "FLEETKEYS_SIGNER_TOKEN"  # noqa: S105 - the variable's name, not a secret
+PUBLISH_TOKEN_ENV = "FLEETKEYS_PUBLISH_TOKEN"  # noqa: S105
+MAX_KEYSET_FILE = 1024 * 1024
+MAX_RESPONSE = 2 * 1024 * 1024
+MAX_TOKEN_FILE = 4096
+#: How far in the future a keyset's issued_at may be (clock skew between operator machines).
+MAX_ISSUE_SKEW = 600
+TIMEOUT = (5, 30)
+RETRIES = 3
+
+
+class PublishError(Exception):
+    """The pipeline refused or failed; the message says at which step and why."""
+
+
+# -- small I/O helpers -------------------------------------------------------------------------------
+
+
+def read_token(path: str | os.PathLike[str] | None, env: str) -> str | None:
+    """A bearer token from ``path`` (mode 0600 or stricter, one line) or the environment, or None."""
+    if path is None:
+        return os.environ.get(env) or None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077 or st.st_size > MAX_TOKEN_FILE:
+            raise PublishError(f"token file {path}: must be a small regular file that group and others cannot "
+                               f"read (chmod 600 {path})")
+        data = os.read(fd, MAX_TOKEN_FILE)
+    finally:
+        os.close(fd)
+    token = data.decode("utf-8", "replace").strip()
+    if not token or any(c.isspace() for c in token):
+        raise PublishError(f"token file {path}: expected one token on one line")
+    return token
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory, fsync'd, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _read_body(resp: requests.Response, limit: int, what: str) -> bytes:
+    chunks, total = [], 0
+    for chunk in resp.iter_content(65536):
+        total += len(chunk)
+        if total > limit:
+            raise PublishError(f"{what}: response larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_reason(body: bytes) -> str:
+    try:
+        obj = loads_strict(body, "error", MAX_RESPONSE)
+        if isinstance(obj, dict) and isinstance(obj.get("error"), str):
+            return obj["error"][:500]
+    except VerificationError:
+        pass
+    return body[:200].decode("utf-8", "replace") or "(empty body)"
+
+
+def _request(session: requests.Session, method: str, url: str, what: str, *, retry: bool = False,
+             **kwargs: Any) -> tuple[int, bytes]:
+    attempts = RETRIES if retry else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with session.request(method, url, timeout=TIMEOUT, stream=True, **kwargs) as resp:
+                status, body = resp.status_code, _read_body(resp, MAX_RESPONSE, what)
+        except requests.RequestException as exc:
+            if attempt == attempts:
+                raise PublishError(f"{what}: {url} unreachable ({type(exc).__name__}: {exc})") from None
+        else:
+            if status not in (502, 503, 504) or attempt == attempts:
+                return status, body
+        time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
+
+
+def parse_json_body(body: bytes, what: str) -> Any:
+    """Strict JSON of a response body, or :class:`PublishError`."""
+    try:
+        return loads_strict(body, what, MAX_RESPONSE)
+    except VerificationError as exc:
+        raise PublishError(f"{what}: {exc}") from None
+
+
+# -- the anchor's answer --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnchorResponse:
+    """A Plexi signature response, checked for internal consistency (not yet for trust)."""
+
+    statement: bytes
+    signature: bytes
+    key_id: int | None
+    parsed: Statement
+
+
+def parse_anchor_response(obj: Any) -> AnchorResponse:
+    """Parse Plexi's signature response JSON (:mod:`signer.wire` documents the shape).
+
+    The statement bytes are rebuilt from the fields; ``serialized_message``, when present, must be
+    exactly those bytes. Raises :class:`verifier.errors.FormatError`.
+    """
+    if not isinstance(obj, dict):
+        raise FormatError("signer response: expected a JSON object")
+    cs = obj.get("ciphersuite", obj.get("version"))
+    if "version" in obj and "ciphersuite" in obj and obj["version"] != obj["ciphersuite"]:
+        raise FormatError("signer response: version and ciphersuite disagree")
+
+    def hexfield(name: str, size: int | None) -> bytes:
+        value = obj.get(name)
+        try:
+            raw = bytes.fromhex(value) if isinstance(value, str) and len(value) <= 2048 else None
+        except ValueError:
+            raw = None
+        if raw is None or (size is not None and len(raw) != size):
+            raise FormatError(f"signer response: {name} must be hex" + (f" of {size} bytes" if size else ""))
+        return raw
+
+    for name in ("timestamp", "epoch"):
+        if type(obj.get(name)) is not int:
+            raise FormatError(f"signer response: {name} must be an integer")
+    if type(cs) is not int or not isinstance(obj.get("namespace"), str):
+        raise FormatError("signer response: ciphersuite and namespace are required")
+    statement = Statement(cs, obj["namespace"], obj["timestamp"], obj["epoch"], hexfield("digest", 32)).encode()
+    if obj.get("serialized_message") is not None and hexfield("serialized_message", None) != statement:
+        raise FormatError("signer response: serialized_message is not the statement its fields describe")
+    key_id = obj.get("key_id")
+    if key_id is not None and (type(key_id) is not int or not 0 <= key_id <= 255):
+        raise FormatError("signer response: key_id must be an integer 0..255")
+    return AnchorResponse(statement, hexfield("signature", 64), key_id, parse_statement(statement))
+
+
+# -- trust ------------------------------------------------------------------------------------------
+
+
+def derived_trust_root(namespace: str, anchor_keys: list[bytes], countersigner_key: bytes, now: int) -> TrustRoot:
+    """A trust root of the signer's advertised keys and the countersign key, for checking a bundle.
+
+    Used when no ``--trust-root`` is given: it proves the bundle is well-formed and that its
+    signatures fit together, not that the anchor is the one clients trust. The log and freshness
+    keys are random placeholders (a trust root must name them; a bundle check never reads them).
+    """
+    def placeholder(name: str, alg: int) -> NoteVerifier:
+        from verifier.ed25519 import public_key_from_seed
+
+        return NoteVerifier.from_public_key(name, public_key_from_seed(secrets.token_bytes(32)), alg)
+
+    origin = "publish-check.invalid"
+    body = encode_trust_root_body(
+        version=1, namespace=namespace,
+        anchors=KeyGroup(tuple(NoteVerifier.from_public_key(f"anchor{i}", k) for i, k in enumerate(anchor_keys)), 1),
+        countersigners=KeyGroup((NoteVerifier.from_public_key("countersigner", countersigner_key),), 1),
+        log=LogConfig(origin, placeholder(origin, 1), placeholder(origin + "/freshness", ALG_COSIGNATURE_V1), 3600),
+        witnesses=KeyGroup((), 0), expires_at=now + 86400)
+    return parse_trust_root_body(body)
+
+
+# -- the pipeline -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """Inputs of :func:`publish` (the CLI fills it from its options)."""
+
+    keyset_path: Path
+    signer_url: str
+    countersign_key: str
+    signer_token: str
+    out: Path
+    trust_root_path: Path | None = None
+    distributor_url: str | None = None
+    publish_token: str | None = None
+    digest_only: bool = False
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What was published: the bundle and where it went."""
+
+    bundle: bytes
+    out: Path
+    keyset: Keyset
+    statement: Statement
+    anchor_key: bytes
+    countersigner_key: bytes
+    log_entry: dict[str, Any] | None
+
+
+def _check_dates(keyset: Keyset, now: int, progress: Callable[[str], None]) -> None:
+    if keyset.expires_at <= now:
+        raise PublishError(f"keyset: expires_at {format_time(keyset.expires_at)} is not in the future "
+                           f"(now {format_time(now)}); clients would refuse it on arrival")
+    if keyset.issued_at > now + MAX_ISSUE_SKEW:
+        raise PublishError(f"keyset: issued_at {format_time(keyset.issued_at)} is in the future (now "
+                           f"{format_time(now)})")
+    for fleet in keyset.fleets:
+        if fleet.status == "active" and fleet.not_after <= now:
+            progress(f"      warning: active fleet {fleet.fleet_id} expired at {format_time(fleet.not_after)}")
+
+
+def _check_fits_in_a_bundle(keyset: Keyset, now: int) -> None:
+    """Refuse a keyset whose bundle would exceed ``MAX_BUNDLE_SIZE``, before an epoch is spent on it.
+
+    The bundle's size depends only on the byte lengths of its parts (and the key-id digits), so a
+    bundle with a same-length statement and placeholder signatures measures it, plus a small margin.
+    """
+    statement = Statement(1, keyset.namespace, now * 1000, keyset.epoch, keyset.digest).encode()
+    size = len(build_bundle(statement, keyset.raw, [(bytes(32), bytes(64))], [(bytes(32), bytes(64))])) + 16
+    if size > MAX_BUNDLE_SIZE:
+        raise PublishError(f"keyset: its bundle would be about {size} bytes, over the {MAX_BUNDLE_SIZE}-byte limit of "
+                           f"one log entry ({len(keyset.raw)} keyset bytes, {len(keyset.fleets)} fleets)")
+
+
+def _latest_in_log(session: requests.Session, url: str) -> tuple[int, bytes, int | None] | None:
+    """``(epoch, keyset digest, index)`` of the distributor's latest bundle, or None for an empty log."""
+    status, body = _request(session, "GET", url.rstrip("/") + "/api/v1/bundles/latest", "distributor", retry=True)
+    if status == 404:
+        return None
+    if status != 200:
+        raise PublishError(f"distributor: GET latest bundle answered {status}: {_error_reason(body)}")
+    obj = parse_json_body(body, "distributor latest bundle")
+    if not isinstance(obj, dict) or not isinstance(obj.get("bundle"), str):
+        raise PublishError("distributor latest bundle: expected {\"bundle\": <base64>, ...}")
+    try:
+        bundle = parse_bundle(base64.b64decode(obj["bundle"], validate=True))
+        statement = parse_statement(bundle.statement)
+        keyset = parse_keyset(bundle.keyset)
+    except (VerificationError, ValueError) as exc:
+        raise PublishError(f"distributor latest bundle: {exc}") from None
+    if hashlib.sha256(bundle.keyset).digest() != statement.digest or keyset.epoch != statement.epoch:
+        raise PublishError("distributor latest bundle: its keyset does not match its statement")
+    index = obj.get("index")
+    return keyset.epoch, keyset.digest, index if type(index) is int else None
+
+
+def _ask_anchor(session: requests.Session, req: PublishRequest, keyset: Keyset) -> AnchorResponse:
+    headers = {"Authorization": f"Bearer {req.signer_token}", "Content-Type": "application/json"}
+    base = req.signer_url.rstrip("/")
+    if req.digest_only:
+        from urllib.parse import quote
+
+        url = f"{base}/namespaces/{quote(keyset.namespace, safe='/')}/audits"
+        body = f'{{"epoch":{keyset.epoch},"digest":"{keyset.digest.hex()}"}}'.encode()
+    else:
+        url, body = f"{base}/api/v1/sign-keyset", keyset.raw
+    status, resp = _request(session, "POST", url, "signer", retry=True, data=body, headers=headers)
+    if status != 200:
+        raise PublishError(f"signer refused ({status}): {_error_reason(resp)}")
+    try:
+        return parse_anchor_response(parse_json_body(resp, "signer response"))
+    except VerificationError as exc:
+        raise PublishError(f"signer response: {exc}") from None
+
+
+def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now: int | None = None,
+            session: requests.Session | None = None) -> PublishResult:
+    """Run the pipeline (module docstring); return the result or raise :class:`PublishError`."""
+    now = int(time.time()) if now is None else now
+    session = session or requests.Session()
+    if req.distributor_url and not req.publish_token:
+        raise PublishError(f"distributor: no publish token ({PUBLISH_TOKEN_ENV} or --token-file)")
+
+    # 1. keyset
+    try:
+        raw = Path(req.keyset_path).read_bytes()
+    except OSError as exc:
+        raise PublishError(f"keyset: cannot read {req.keyset_path} ({exc.strerror})") from None
+    if len(raw) > MAX_KEYSET_FILE:
+        raise PublishError(f"keyset: {req.keyset_path} is larger than {MAX_KEYSET_FILE} bytes")
+    try:
+        keyset = parse_keyset(canonicalize_keyset(raw))
+    except VerificationError as exc:
+        raise PublishError(f"keyset refused: {exc}") from None
+    _check_fits_in_a_bundle(keyset, now)
+    progress(f"[1/8] keyset {keyset.namespace} epoch {keyset.epoch}: {len(keyset.fleets)} fleet(s), "
+             f"digest {keyset.digest.hex()}, previous {keyset.previous.hex()[:16]}…")
+    _check_dates(keyset, now, progress)
+
+    # 2. countersign key
+    cs_signer: Signer = load_signer(req.countersign_key)
+    progress(f"[2/8] countersign key {cs_signer.public_key.hex()} loaded")
+
+    # 3. trust
+    status, body = _request(session, "GET", req.signer_url.rstrip("/") + "/info", "signer", retry=True)
+    if status != 200:
+        raise PublishError(f"signer: GET /info answered {status}: {_error_reason(body)}")
+    info = parse_json_body(body, "signer /info")
+    try:
+        signer_keys = [bytes.fromhex(k["public_key"]) for k in info["keys"]]
+    except (TypeError, KeyError, ValueError):
+        raise PublishError("signer /info: expected {\"keys\": [{\"public_key\": <hex>, ...}]}") from None
+    if req.trust_root_path is not None:
+        try:
+            trust_root = load_trust_root(Path(req.trust_root_path).read_bytes())
+        except OSError as exc:
+            raise PublishError(f"trust root: cannot read {req.trust_root_path} ({exc.strerror})") from None
+        trust_root.check_not_expired(now)
+        if trust_root.namespace != keyset.namespace:
+            raise PublishError(f"keyset namespace {keyset.namespace!r} is not the trust root's "
+                               f"{trust_root.namespace!r}")
+        if cs_signer.public_key not in {k.public_key for k in trust_root.countersigners.keys}:
+            raise PublishError("the countersign key is not one of the trust root's countersigners; clients "
+                               "would refuse the bundle")
+        trusted = {k.public_key for k in trust_root.anchors.keys}
+        if not trusted & set(signer_keys):
+            raise PublishError("none of the signer's keys (/info) is a trusted anchor in the trust root")
+        progress(f"[3/8] trust root v{trust_root.version}: signer key and countersign key are trusted")
+    else:
+        trust_root = derived_trust_root(keyset.namespace, signer_keys, cs_signer.public_key, now)
+        progress("[3/8] no --trust-root: checking against the signer's advertised keys "
+                 f"({', '.join(k.hex()[:16] + '…' for k in signer_keys)}) and the countersign key")
+
+    # 4. log chain
+    if req.distributor_url:
+        latest = _latest_in_log(session, req.distributor_url)
+        if latest is None:
+            if keyset.epoch != 1:
+                raise PublishError(f"the log is empty, so the first keyset must be epoch 1, not {keyset.epoch}")
+            progress("[4/8] log is empty: publishing epoch 1")
+        else:
+            last_epoch, last_digest, index = latest
+            if (last_epoch, last_digest) == (keyset.epoch, keyset.digest):
+                progress(f"[4/8] this keyset is already the log's latest (index {index}): re-running idempotently")
+            elif keyset.epoch != last_epoch + 1:
+                raise PublishError(f"the log's latest is epoch {last_epoch}; this keyset must be epoch "
+                                   f"{last_epoch + 1}, not {keyset.epoch}")
+            elif keyset.previous != last_digest:
+                raise PublishError(f"keyset previous = {keyset.previous.hex()} but the log's epoch {last_epoch} "
+                                   f"has digest {last_digest.hex()}")
+            else:
+                progress(f"[4/8] log's latest is epoch {last_epoch} (index {index}); previous matches")
+    else:
+        progress("[4/8] no --distributor: log chain not checked")
+
+    # 5. anchor
+    anchor = _ask_anchor(session, req, keyset)
+    progress(f"[5/8] anchor signed {anchor.parsed.namespace} epoch {anchor.parsed.epoch} at "
+             f"{format_time(anchor.parsed.timestamp // 1000)} (key_id {anchor.key_id})")
+
+    # 6. countersign
+    expected = ExpectedStatement.for_keyset(keyset)
+    csig = countersign(anchor.statement, anchor.signature, expected=expected, anchor_keys=trust_root.anchors,
+                       signer=cs_signer, keyset=keyset.raw)
+    (anchor_key, _), = verify_anchor_signatures(anchor.statement, [anchor.signature], trust_root.anchors)
+    progress("[6/8] anchor signature verified over exactly the requested statement; countersigned")
+
+    # 7. bundle
+    bundle = build_bundle(anchor.statement, keyset.raw, [(anchor_key, anchor.signature)],
+                          [(cs_signer.public_key, csig)])
+    verified = verify_bundle(bundle, trust_root)
+    if verified.keyset.raw != keyset.raw:
+        raise PublishError("bundle: the verified keyset is not the one requested")
+    write_atomically(req.out, bundle)
+    progress(f"[7/8] bundle verified as a client would and written to {req.out} ({len(bundle)} bytes)")
+
+    # 8. post
+    log_entry = None
+    if req.distributor_url:
+        status, body = _request(session, "POST", req.distributor_url.rstrip("/") + "/api/v1/bundles", "distributor",
+                                retry=True, data=bundle, headers={"Authorization": f"Bearer {req.publish_token}",
+                                                                  "Content-Type": "application/json"})
+        if status not in (200, 201):
+            raise PublishError(f"distributor refused the bundle ({status}): {_error_reason(body)}")
+        log_entry = parse_json_body(body, "distributor response")
+        if not isinstance(log_entry, dict):
+            raise PublishError("distributor response: expected a JSON object")
+        progress(f"[8/8] distributor {'appended' if status == 201 else 'already had'} it at index "
+                 f"{log_entry.get('index')}")
+    else:
+        progress("[8/8] no --distributor: bundle not posted")
+    return PublishResult(bundle, Path(req.out), keyset, verified.statement, anchor_key, cs_signer.public_key,
+                         log_entry)
+
+
+__all__ = [
+    "AnchorResponse",
+    "PUBLISH_TOKEN_ENV",
+    "PublishError",
+    "PublishRequest",
+    "PublishResult",
+    "SIGNER_TOKEN_ENV",
+    "derived_trust_root",
+    "parse_anchor_response",
+    "parse_json_body",
+    "publish",
+    "read_token",
+    "write_atomically",
+]

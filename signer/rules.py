@@ -1,0 +1,151 @@
+"""The anchor signer's publication rules, as pure functions over the journal's state.
+
+The signer signs epoch ``N`` of a namespace at most once and never signs two histories. For a request
+``(namespace, epoch, digest[, previous])`` and what the journal holds, :func:`check_request` decides,
+in this order:
+
+1. the namespace is unknown → 404 (not recorded: it names nothing the signer vouches for);
+2. ``epoch`` is already signed: with the same digest → the stored response again (idempotent, so a
+   client whose connection died after the journal commit gets the very same signature); with another
+   digest → **equivocation**, refused (409, recorded);
+3. the namespace is not ``Online`` → refused (409, recorded);
+4. ``epoch`` is not the next one: the first epoch is 1, then exactly last + 1 (409, recorded);
+5. the digest was already signed for another epoch of this namespace (a replayed state) → 409, recorded;
+6. keyset requests only: ``previous`` must be the digest signed for the last epoch (64 zero bytes for
+   epoch 1), else the keyset forks the hash chain → 409, recorded.
+
+Anything else is signed, with a timestamp from :func:`next_timestamp` (strictly increasing across the
+whole journal, whatever the wall clock does). Everything here is pure: the journal runs it inside one
+``BEGIN IMMEDIATE`` transaction, so the check and the insert are atomic across processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from verifier.statement import MAX_NAMESPACE_LENGTH
+
+STATUS_ONLINE = "Online"
+STATUS_INITIALIZATION = "Initialization"
+STATUS_DISABLED = "Disabled"
+STATUSES = (STATUS_ONLINE, STATUS_INITIALIZATION, STATUS_DISABLED)
+
+DIGEST_SIZE = 32
+GENESIS_PREVIOUS = bytes(DIGEST_SIZE)
+#: Largest epoch the journal stores (SQLite integers are signed 64-bit); epochs go up one at a time
+#: from 1, so no real namespace gets near it.
+MAX_EPOCH = (1 << 63) - 1
+MAX_NAMESPACE = MAX_NAMESPACE_LENGTH
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A namespace record: the Plexi fields the signer keeps (``name``, ``ciphersuite``, ``status``)."""
+
+    name: str
+    ciphersuite: int
+    status: str
+    log_directory: str | None
+    created_at: int
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """What a client asks the signer to sign. ``previous`` is known only on the keyset path."""
+
+    namespace: str
+    epoch: int
+    digest: bytes
+    previous: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SignedEntry:
+    """One signature in the journal: the exact statement bytes, the signature and the key that made it."""
+
+    namespace: str
+    epoch: int
+    digest: bytes
+    previous: bytes | None
+    ciphersuite: int
+    timestamp: int
+    statement: bytes
+    signature: bytes
+    public_key: bytes
+
+
+class Refusal(Exception):
+    """A request the signer will not sign: HTTP ``status``, a short ``code``, a human ``reason``.
+
+    ``record`` says whether the refusal goes into the public journal (rule breaks on a known namespace
+    by an authenticated client do; malformed or unauthenticated requests do not).
+    """
+
+    def __init__(self, status: int, code: str, reason: str, *, record: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+        self.record = record
+
+
+def check_request(request: SignRequest, namespace: Namespace | None, last: SignedEntry | None,
+                  at_epoch: SignedEntry | None, digest_epoch: int | None) -> SignedEntry | None:
+    """Apply the rules (module docstring) to one request; return the stored entry for a repeat.
+
+    ``last`` is the namespace's highest signed epoch, ``at_epoch`` the entry already signed for
+    ``request.epoch`` (if any), ``digest_epoch`` the epoch at which ``request.digest`` was signed in
+    this namespace (if any). Returns ``None`` when the request may be signed now; raises
+    :class:`Refusal` otherwise.
+    """
+    if namespace is None:
+        raise Refusal(404, "unknown-namespace", f"namespace {request.namespace!r} does not exist")
+    ns = namespace.name
+    if at_epoch is not None:
+        if at_epoch.digest == request.digest:
+            return at_epoch
+        raise Refusal(409, "equivocation",
+                      f"{ns} epoch {request.epoch} is already signed with digest {at_epoch.digest.hex()}; "
+                      f"refusing to sign a second digest {request.digest.hex()} for it", record=True)
+    if namespace.status != STATUS_ONLINE:
+        raise Refusal(409, "namespace-not-online",
+                      f"namespace {ns!r} is {namespace.status}, not Online", record=True)
+    expected = 1 if last is None else last.epoch + 1
+    if request.epoch != expected:
+        detail = "the first epoch is 1" if last is None else f"the last signed epoch is {last.epoch}"
+        raise Refusal(409, "wrong-epoch",
+                      f"{ns}: epoch {request.epoch} is not the next epoch {expected} ({detail})", record=True)
+    if digest_epoch is not None:
+        raise Refusal(409, "digest-reused",
+                      f"{ns}: digest {request.digest.hex()} was already signed for epoch {digest_epoch}; "
+                      "a digest is never signed twice", record=True)
+    if request.previous is not None:
+        want = GENESIS_PREVIOUS if last is None else last.digest
+        if request.previous != want:
+            raise Refusal(409, "broken-chain",
+                          f"{ns}: keyset epoch {request.epoch} has previous = {request.previous.hex()} but the "
+                          f"signed epoch {expected - 1} has digest {want.hex()} (forked history)", record=True)
+    return None
+
+
+def next_timestamp(now_ms: int, last_timestamp: int | None) -> int:
+    """The statement timestamp: the clock, but always strictly after the last one the signer set."""
+    if last_timestamp is None:
+        return now_ms
+    return max(now_ms, last_timestamp + 1)
+
+
+__all__ = [
+    "GENESIS_PREVIOUS",
+    "MAX_EPOCH",
+    "Namespace",
+    "Refusal",
+    "STATUSES",
+    "STATUS_DISABLED",
+    "STATUS_INITIALIZATION",
+    "STATUS_ONLINE",
+    "SignRequest",
+    "SignedEntry",
+    "check_request",
+    "next_timestamp",
+]

@@ -1,0 +1,50 @@
+"""Serve the signer app under gunicorn (pre-fork WSGI server), started from Python.
+
+Workers are ``gthread`` workers (HTTP keep-alive, several requests in flight per worker). The app is
+built in each worker after the fork (``preload_app`` is off), so every worker loads its own key
+(PKCS#11 sessions do not survive a fork) and opens its own SQLite connections; the journal's
+``BEGIN IMMEDIATE`` transactions serialise signing across all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .app import create_app
+from .config import SignerConfig
+
+
+class SignerServer(BaseApplication):
+    """A gunicorn application serving :func:`signer.app.create_app` for one configuration."""
+
+    def __init__(self, config: SignerConfig, *, host: str = "127.0.0.1", port: int = 8090, workers: int = 1,
+                 threads: int = 4, access_log: bool = False, timeout: int = 30) -> None:
+        self._config = config
+        self._options: dict[str, Any] = {
+            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            "timeout": timeout,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            "preload_app": False,
+            "accesslog": "-" if access_log else None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "fleetkeys-signer",
+            "control_socket_disable": True,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self._config)
+
+
+__all__ = ["SignerServer"]

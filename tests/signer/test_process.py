@@ -1,0 +1,131 @@
+"""The signer as a real process under gunicorn, over real HTTP: restarts, kill -9, racing workers, HSM key."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import pytest
+import requests
+
+from signer.journal import Journal
+from tests.factory import SeedSigner, seed
+from tests.signer.conftest import NS
+from tests.signer.keysets import chain
+from tests.signer.process import SignerProcess, prepare_data_dir
+from tests.softhsm import make_token, requires_softhsm
+from verifier import ed25519
+from verifier.statement import parse_statement
+
+ANCHOR = SeedSigner("anchor")
+D = [hashlib.sha256(b"process %d" % i).digest() for i in range(10)]
+
+
+def _sign(url: str, token: str, epoch: int, digest: bytes, session=requests) -> requests.Response:
+    return session.post(f"{url}/namespaces/{NS}/audits", json={"epoch": epoch, "digest": digest.hex()},
+                        headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return tmp_path / "signer"
+
+
+def test_end_to_end_over_http(data_dir):
+    tokens = prepare_data_dir(data_dir, (NS,), key_seed=seed("anchor"))
+    with SignerProcess(data_dir) as proc, requests.Session() as s:
+        info = s.get(proc.url + "/info", timeout=5).json()
+        assert info["keys"][0]["public_key"] == ANCHOR.public_key.hex()
+        ks = chain(NS, 2)
+        for i, keyset in enumerate(ks, start=1):
+            resp = s.post(proc.url + "/api/v1/sign-keyset", data=keyset, timeout=10,
+                          headers={"Authorization": f"Bearer {tokens['write']}", "Content-Type": "application/json"})
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            statement = bytes.fromhex(body["serialized_message"])
+            ed25519.verify(ANCHOR.public_key, statement, bytes.fromhex(body["signature"]))
+            assert parse_statement(statement).epoch == i
+            assert s.get(f"{proc.url}/namespaces/{NS}/audits/{i}", timeout=5).json() == body
+        assert _sign(proc.url, tokens["write"], 3, D[3], s).status_code == 200
+        # Chunked bodies are bounded too.
+        big = (b"x" * 8192 for _ in range(10))
+        resp = s.post(f"{proc.url}/namespaces/{NS}/audits", data=big, timeout=10,
+                      headers={"Authorization": f"Bearer {tokens['write']}"})
+        assert resp.status_code == 413
+        assert s.get(proc.url + "/api/v1/journal", timeout=5).json()["entries"][0]["epoch"] == 3
+
+
+def test_equivocation_refused_across_a_restart(data_dir):
+    tokens = prepare_data_dir(data_dir, (NS,))
+    with SignerProcess(data_dir) as proc:
+        first = _sign(proc.url, tokens["write"], 1, D[1])
+        assert first.status_code == 200
+    with SignerProcess(data_dir) as proc:
+        resp = _sign(proc.url, tokens["write"], 1, D[2])
+        assert resp.status_code == 409 and resp.json()["code"] == "equivocation"
+        again = _sign(proc.url, tokens["write"], 1, D[1])
+        assert again.status_code == 200 and again.json() == first.json()
+        kinds = [e["kind"] for e in requests.get(proc.url + "/api/v1/journal", timeout=5).json()["entries"]]
+        assert kinds == ["refused", "signed", "namespace-created"]
+
+
+def test_kill_9_between_journal_commit_and_response_then_retry_gets_the_same_signature(data_dir):
+    tokens = prepare_data_dir(data_dir, (NS,))
+    crashing = SignerProcess(data_dir, env={"FLEETKEYS_SIGNER_CRASH_AFTER_COMMIT": "1"})
+    try:
+        with pytest.raises(requests.ConnectionError):
+            _sign(crashing.url, tokens["write"], 1, D[1])
+        assert crashing.wait_exit() == -9  # the gunicorn master was SIGKILLed, as was the worker
+    finally:
+        crashing.kill()
+    committed = Journal(data_dir / "journal.sqlite").entry(NS, 1)
+    assert committed is not None and committed.digest == D[1]  # committed before the (lost) response
+
+    with SignerProcess(data_dir) as proc:
+        retry = _sign(proc.url, tokens["write"], 1, D[1])
+        assert retry.status_code == 200
+        body = retry.json()
+        assert bytes.fromhex(body["signature"]) == committed.signature
+        assert body["timestamp"] == committed.timestamp
+        assert _sign(proc.url, tokens["write"], 1, D[2]).status_code == 409
+        signed = [e for e in requests.get(proc.url + "/api/v1/journal", timeout=5).json()["entries"]
+                  if e["kind"] == "signed"]
+        assert len(signed) == 1
+
+
+def test_two_workers_racing_two_digests_for_one_epoch_sign_exactly_one(data_dir):
+    tokens = prepare_data_dir(data_dir, (NS,))
+    with SignerProcess(data_dir, workers=2) as proc:
+        for epoch in range(1, 9):
+            barrier = threading.Barrier(2)
+            statuses: list[int] = []
+
+            def race(digest: bytes, barrier=barrier, statuses=statuses, epoch=epoch) -> None:
+                with requests.Session() as session:  # separate connections, any worker may take each
+                    barrier.wait()
+                    statuses.append(_sign(proc.url, tokens["write"], epoch, digest, session).status_code)
+
+            threads = [threading.Thread(target=race, args=(hashlib.sha256(b"%d/%d" % (epoch, i)).digest(),))
+                       for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(statuses) == [200, 409], (epoch, statuses)
+        assert "Booting worker" in proc.log() and proc.log().count("Booting worker") == 2
+    journal = Journal(data_dir / "journal.sqlite")
+    assert [journal.entry(NS, e) is not None for e in range(1, 10)] == [True] * 8 + [False]
+
+
+@requires_softhsm
+def test_softhsm_key_round_trip(data_dir, tmp_path):
+    token = make_token(tmp_path)
+    public_key = token.generate_key("anchor")
+    tokens = prepare_data_dir(data_dir, (NS,), key_ref=token.key_ref("anchor"))
+    with SignerProcess(data_dir, key_ref=token.key_ref("anchor"), env=token.env) as proc:
+        info = requests.get(proc.url + "/info", timeout=5).json()
+        assert info["keys"][0]["public_key"] == public_key.hex()
+        body = _sign(proc.url, tokens["write"], 1, D[1]).json()
+        assert body["key_id"] == public_key[-1]
+        ed25519.verify(public_key, bytes.fromhex(body["serialized_message"]), bytes.fromhex(body["signature"]))
+    assert not (data_dir / "anchor.key").exists()  # a pkcs11: key never makes a file key
