@@ -1,0 +1,3 @@
+from fleetkeys.cli import main
+
+main()
