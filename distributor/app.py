@@ -1,0 +1,363 @@
+"""The distributor's HTTP service: a Flask application factory with one blueprint per area.
+
+Endpoints (DESIGN.md §5; every error is JSON ``{"error": "<reason>"}``):
+
+``GET /checkpoint``
+    The latest checkpoint (text/plain): log signature + freshness cosignature.
+``GET /tile/<L>/<N>[.p/<W>]``, ``GET /tile/entries/<N>[.p/<W>]``
+    C2SP hash tiles and entry bundles. Full tiles ``Cache-Control: public, max-age=31536000,
+    immutable``; partial tiles and the checkpoint short-lived. ETag; ``If-None-Match`` gives 304.
+``POST /api/v1/bundles`` (``Authorization: Bearer <token>``, body = bundle bytes, at most 1 MiB)
+    201 ``{"index", "epoch", "checkpoint", "proof"}`` for a new entry, 200 (same shape) for an
+    identical re-publish; 400 malformed or does not verify; 401 missing/bad token; 409 rule break
+    (wrong epoch or chain, another bundle for a logged epoch); 413 too large; 503 no trust root.
+``POST /api/v1/trust-roots`` (same token; body = rotation envelope)
+    201/200 ``{"index", "version", "checkpoint", "proof"}``; 400/401/409/413/503 as above.
+``GET /api/v1/bundles/latest``, ``GET /api/v1/bundles/<epoch>``
+    ``{"bundle": "<base64>", "epoch", "index", "proof": "<c2sp.org/tlog-proof@v1 text>"}``; the proof
+    embeds the current cosigned checkpoint. 404 if none.
+``GET /api/v1/trust-roots/<version>``
+    ``{"trust_root": "<base64 envelope>", "version", "index", "proof"}``; 404 for versions never logged.
+``GET /api/v1/proof/consistency?from=A[&to=B]``
+    ``{"from", "to", "proof": ["<base64 hash>", ...]}``; ``to`` defaults to the current size.
+``GET /api/v1/epochs?limit=&before=``
+    ``{"epochs": [{"epoch", "index", "digest", "fleet_ids", "issued_at", "expires_at"}, ...],
+    "next_before": <epoch or null>}``, newest first, ``limit`` 1..100 (default 20).
+``GET /api/v1/info``
+    ``{"origin", "log_vkey", "freshness_vkey", "size", "trust_root", "trust_root_version"}``.
+``GET /``
+    A pointer to ``/api/v1/info``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from verifier.checkpoint import parse_decimal
+from verifier.errors import VerificationError
+from verifier.note import NoteSigner
+from verifier.tiles import TILE_WIDTH, parse_tile_path
+from verifier.trustroot import load_trust_root
+
+from .config import Config
+from .freshness import Freshness
+from .log import InvalidEntry, Log, LogError, Published, epoch_json
+from .static import BackgroundWriter, Refresher, StaticWriter
+from .storage import Storage, open_storage
+
+log = logging.getLogger("fleetkeys.distributor")
+
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+CACHE_PARTIAL = "public, max-age=10"
+CACHE_CHECKPOINT = "public, max-age=5"
+CACHE_API = "no-cache"
+MAX_EPOCHS_PAGE = 100
+DEFAULT_EPOCHS_PAGE = 20
+_EXTENSION = "fleetkeys.distributor"
+
+
+def _load_key(ref: str | None, signer: Any, what: str) -> Any:
+    if (ref is None) == (signer is None):
+        raise ValueError(f"distributor configuration needs exactly one of {what}_key and {what}_signer")
+    if signer is not None:
+        return signer
+    from verifier.keys import load_signer
+
+    return load_signer(ref)
+
+
+def _read_token(cfg: Config) -> str | None:
+    if cfg.token is not None and cfg.token_file is not None:
+        raise ValueError("distributor configuration: give token or token_file, not both")
+    if cfg.token_file is not None:
+        with open(cfg.token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+    else:
+        token = cfg.token
+    if token is not None and len(token) < 16:
+        raise ValueError("the publish token must be at least 16 characters")
+    return token
+
+
+def _trust_root(cfg: Config):
+    if cfg.trust_root is not None and cfg.trust_root_file is not None:
+        raise ValueError("distributor configuration: give trust_root or trust_root_file, not both")
+    data = cfg.trust_root
+    if cfg.trust_root_file is not None:
+        with open(cfg.trust_root_file, "rb") as f:
+            data = f.read()
+    return None if data is None else load_trust_root(data)
+
+
+class Service:
+    """Everything one process serves from: storage, the log, the static writer and its refresher."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.config = cfg
+        self.token = _read_token(cfg)
+        log_signer = _load_key(cfg.log_key, cfg.log_signer, "log")
+        freshness_signer = _load_key(cfg.freshness_key, cfg.freshness_signer, "freshness")
+        self.writer: StaticWriter | None = None
+        self.static: BackgroundWriter | None = None
+        self.storage: Storage = open_storage(cfg.database, schema=cfg.schema)
+        try:
+            if cfg.static_dir is not None:
+                log_key = NoteSigner.from_signer(cfg.origin, log_signer).verifier
+                freshness = Freshness(cfg.origin, freshness_signer, interval=cfg.freshness_interval, clock=cfg.clock)
+                self.writer = StaticWriter(cfg.static_dir, log_key=log_key, freshness=freshness)
+                self.writer.exported_size()  # refuses a directory that holds another log's checkpoint
+                self.static = BackgroundWriter(self.writer, self.storage)
+            self.log = Log(self.storage, origin=cfg.origin, log_signer=log_signer, freshness_signer=freshness_signer,
+                           trust_root=_trust_root(cfg), freshness_interval=cfg.freshness_interval, clock=cfg.clock,
+                           static=self.static)
+        except BaseException:
+            self.storage.close()
+            raise
+        self._refresher: Refresher | None = None
+
+    def start_background(self) -> None:
+        """Start the static refresher (one per process; a file lock elects the one that works)."""
+        if self.writer is not None and self._refresher is None:
+            self._refresher = Refresher(self.writer, self.storage, period=min(1.0, self.config.freshness_interval / 4))
+            self._refresher.start()
+
+    def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.stop()
+        if self.static is not None:
+            self.static.close()
+        self.storage.close()
+
+
+def service() -> Service:
+    return current_app.extensions[_EXTENSION]
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    resp = jsonify({"error": message})
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"  # never cache a missing tile or a refusal
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+class BadRequest(LogError):
+    status = 400
+
+
+def _int_arg(name: str, default: int | None = None, *, required: bool = False) -> int | None:
+    value = request.args.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"query parameter {name!r} is required")
+        return default
+    try:
+        return parse_decimal(value, f"query parameter {name!r}")
+    except VerificationError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _path_int(value: str, what: str) -> int:
+    try:
+        return parse_decimal(value, what)
+    except VerificationError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _cached(data: bytes, mimetype: str, cache_control: str) -> Response:
+    resp = Response(data, mimetype=mimetype)
+    resp.headers["Cache-Control"] = cache_control
+    resp.set_etag(hashlib.sha256(data).hexdigest()[:32])
+    return resp.make_conditional(request)
+
+
+def _api(payload: dict[str, Any], status: int = 200) -> Response:
+    resp = jsonify(payload)
+    resp.status_code = status
+    resp.headers["Cache-Control"] = CACHE_API
+    return resp
+
+
+# -- tiles and checkpoint -------------------------------------------------------------------------
+tiles_bp = Blueprint("tiles", __name__)
+
+
+@tiles_bp.get("/checkpoint")
+def checkpoint() -> Response:
+    return _cached(service().log.checkpoint(), "text/plain", CACHE_CHECKPOINT)
+
+
+@tiles_bp.get("/tile/<path:rest>")
+def tile(rest: str) -> Response:
+    try:
+        ref = parse_tile_path("tile/" + rest)
+    except VerificationError as exc:
+        return _error(404, f"not a tile: {exc}")
+    data = service().log.tile(ref)
+    if data is None:
+        return _error(404, f"{ref.path} does not exist at the current tree size")
+    return _cached(data, "application/octet-stream", CACHE_IMMUTABLE if ref.width == TILE_WIDTH else CACHE_PARTIAL)
+
+
+# -- read API --------------------------------------------------------------------------------------
+read_bp = Blueprint("read", __name__)
+
+
+@read_bp.get("/")
+def index() -> Response:
+    return _api({"service": "fleetkeys distributor", "info": "/api/v1/info", "checkpoint": "/checkpoint"})
+
+
+@read_bp.get("/api/v1/info")
+def info() -> Response:
+    return _api(service().log.info())
+
+
+@read_bp.get("/api/v1/bundles/latest")
+def latest_bundle() -> Response:
+    return _bundle(None)
+
+
+@read_bp.get("/api/v1/bundles/<epoch>")
+def bundle_by_epoch(epoch: str) -> Response:
+    return _bundle(_path_int(epoch, "epoch"))
+
+
+def _bundle(epoch: int | None) -> Response:
+    row, proven = service().log.bundle(epoch)
+    return _api({"bundle": base64.b64encode(proven.data).decode(), "epoch": row.epoch, "index": row.index,
+                 "proof": proven.proof.decode()})
+
+
+@read_bp.get("/api/v1/trust-roots/<version>")
+def trust_root(version: str) -> Response:
+    row, proven = service().log.logged_trust_root(_path_int(version, "version"))
+    return _api({"trust_root": base64.b64encode(row.envelope).decode(), "version": row.version, "index": row.index,
+                 "proof": proven.proof.decode()})
+
+
+@read_bp.get("/api/v1/proof/consistency")
+def consistency() -> Response:
+    first = _int_arg("from", required=True)
+    second = _int_arg("to")
+    assert first is not None
+    try:
+        to, proof = service().log.consistency(first, second)
+    except InvalidEntry as exc:
+        raise BadRequest(str(exc)) from exc
+    return _api({"from": first, "to": to, "proof": [base64.b64encode(h).decode() for h in proof]})
+
+
+@read_bp.get("/api/v1/epochs")
+def epochs() -> Response:
+    limit = _int_arg("limit", DEFAULT_EPOCHS_PAGE)
+    before = _int_arg("before")
+    assert limit is not None
+    if not 1 <= limit <= MAX_EPOCHS_PAGE:
+        raise BadRequest(f"limit must be 1..{MAX_EPOCHS_PAGE}, got {limit}")
+    rows, next_before = service().log.epochs(before, limit)
+    return _api({"epochs": [epoch_json(r) for r in rows], "next_before": next_before})
+
+
+# -- publish API ------------------------------------------------------------------------------------
+publish_bp = Blueprint("publish", __name__)
+
+
+class Unauthorized(LogError):
+    status = 401
+
+
+class PublishingDisabled(LogError):
+    status = 503
+
+
+def _authorize() -> None:
+    expected = service().token
+    if expected is None:
+        raise PublishingDisabled("publishing is disabled: no publish token is configured")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Constant-time comparison (hmac.compare_digest) so the token cannot be guessed byte by byte.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise Unauthorized("missing or invalid bearer token")
+
+
+def _body() -> bytes:
+    data = request.get_data(cache=False)
+    if not data:
+        raise BadRequest("empty request body")
+    return data
+
+
+def _published(result: Published, key: str, value: int | None) -> Response:
+    proven = service().log.prove_index(result.index)
+    return _api({"index": result.index, key: value, "checkpoint": proven.checkpoint.decode(),
+                 "proof": proven.proof.decode()}, 201 if result.created else 200)
+
+
+@publish_bp.post("/api/v1/bundles")
+def publish_bundle() -> Response:
+    _authorize()
+    result = service().log.publish(_body())
+    return _published(result, "epoch", result.epoch)
+
+
+@publish_bp.post("/api/v1/trust-roots")
+def publish_trust_root() -> Response:
+    _authorize()
+    result = service().log.rotate_trust_root(_body())
+    return _published(result, "version", result.version)
+
+
+# -- the factory -------------------------------------------------------------------------------------
+def create_app(config: Mapping[str, Any] | Config) -> Flask:
+    """Build the distributor app (see the module docstring and :mod:`distributor.config`).
+
+    Opens the database (creating the log in an empty one) and checks that keys, origin and trust root
+    match it; raises :class:`~distributor.log.ConfigError` / :class:`~distributor.log.IntegrityError`
+    otherwise. The full start-up self-check is :meth:`Log.self_check` (``fleetkeys serve`` runs it
+    before starting workers). Background threads start only on ``Service.start_background()``.
+    """
+    cfg = Config.from_mapping(config)
+    app = Flask("distributor")
+    app.config["MAX_CONTENT_LENGTH"] = cfg.max_body
+    app.json.sort_keys = True
+    app.extensions[_EXTENSION] = Service(cfg)
+    app.register_blueprint(tiles_bp)
+    app.register_blueprint(read_bp)
+    app.register_blueprint(publish_bp)
+
+    @app.errorhandler(LogError)
+    def log_error(exc: LogError) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="fleetkeys"'} if exc.status == 401 else None
+        if exc.status == 500:
+            log.error("%s: %s", type(exc).__name__, exc)
+        return _error(exc.status, str(exc), headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
+        return _error(exc.code or 500, exc.description or exc.name, headers)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return _error(500, "internal server error")
+
+    return app
+
+
+def get_service(app: Flask) -> Service:
+    """The :class:`Service` behind an app made by :func:`create_app`."""
+    return app.extensions[_EXTENSION]
+
+
+__all__ = ["Service", "create_app", "get_service"]

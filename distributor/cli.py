@@ -1,0 +1,259 @@
+"""``fleetkeys serve`` and ``fleetkeys export``.
+
+``fleetkeys serve [--data DIR] [--database URL] [--host H] [--port P] [--workers N] ...``
+    First start in an empty data directory creates ``log.key`` and ``freshness.key`` (mode 0600,
+    unless ``--log-key``/``--freshness-key`` name existing keys), ``publish.token`` and, with the
+    default SQLite database, ``log.db`` and ``static/``; it prints the origin and both verifier keys
+    (put them in the trust root). Every start checks, before any worker serves a request, that the
+    keys, origin and trust root belong to this log and that the stored tree matches the latest signed
+    checkpoint; otherwise it prints why and exits with status 1.
+
+``fleetkeys export --database URL --out DIR [--follow]``
+    Writes the static C2SP files of a log (normally a PostgreSQL log served by several replicas) into
+    DIR, incrementally and idempotently; ``--follow`` keeps polling and renews the checkpoint's
+    freshness cosignature. Needs the log's freshness key (``--freshness-key`` or ``--data``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import threading
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from .config import DEFAULT_ORIGIN, Config
+
+DEFAULT_DATA = "fleetkeys-data"
+
+
+def _generate_token(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ensure_key(ref: str | None, default_path: str, created: list[str], what: str) -> str:
+    if ref is not None:
+        return ref
+    if not os.path.exists(default_path):
+        from verifier.keys import generate_key_file
+
+        generate_key_file(default_path)
+        created.append(f"created {what} {default_path}")
+    return default_path
+
+
+def _stored_origin(database: str, schema: str | None) -> str | None:
+    from .storage import open_storage
+
+    with open_storage(database, schema=schema) as storage:
+        if not storage.has_schema():
+            return None
+        with storage.read() as tx:
+            return tx.meta("origin")
+
+
+def _preflight(cfg: Config, origin_given: bool, created: list[str], listen: str) -> Config:
+    """Create or open the log, run the full start-up self-check and print what is being served."""
+    from verifier.errors import VerificationError
+    from verifier.keys import KeyBackendError
+
+    from .app import Service
+    from .log import LogError
+
+    if not origin_given:
+        cfg = replace(cfg, origin=_stored_origin(cfg.database, cfg.schema) or DEFAULT_ORIGIN)
+    try:
+        service = Service(cfg)
+    except (LogError, ValueError, OSError, VerificationError, KeyBackendError) as exc:
+        raise click.ClickException(f"refusing to start: {exc}") from exc
+    try:
+        head = service.log.self_check()
+        info = service.log.info()
+    except LogError as exc:
+        raise click.ClickException(f"refusing to start: {exc}") from exc
+    finally:
+        service.close()
+    for line in created:
+        click.echo(line)
+    version = info["trust_root_version"]
+    click.echo(f"origin: {info['origin']}")
+    click.echo(f"log vkey: {info['log_vkey']}")
+    click.echo(f"freshness vkey: {info['freshness_vkey']}")
+    click.echo(f"database: {service.storage.description} (tree size {head.size})")
+    click.echo(f"static files: {cfg.static_dir or 'off (use fleetkeys export)'}")
+    click.echo(f"publish token: {cfg.token_file}")
+    click.echo(f"trust root: version {version}" if version is not None else
+               "trust root: none (publishing is refused until --trust-root is given)")
+    click.echo(f"listening: {listen}", nl=True)
+    return cfg
+
+
+def _run_isolated(fn: Any) -> Any:
+    """Run ``fn()`` in a forked child and return its result (a string) or exit with its status.
+
+    The start-up check loads keys (possibly PKCS#11) and opens the database; doing it in a child
+    keeps the gunicorn master free of both, so every worker can load its own after the fork.
+    """
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_fd)
+        code = 1
+        try:
+            os.write(write_fd, fn().encode())
+            code = 0
+        except click.ClickException as exc:
+            exc.show()
+        except Exception as exc:  # any other failure still must not start the server
+            click.echo(f"Error: refusing to start: {type(exc).__name__}: {exc}", err=True)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 65536):
+        chunks.append(chunk)
+    os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(code if code > 0 else 1)
+    return b"".join(chunks).decode()
+
+
+@click.command("serve")
+@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True, envvar="FLEETKEYS_DATA",
+              type=click.Path(file_okay=False), help="Data directory: keys, token, SQLite database, static files.")
+@click.option("--database", default=None, help="sqlite:///PATH or postgresql://... [default: sqlite:///DATA/log.db]")
+@click.option("--schema", default=None, help="PostgreSQL schema of the log tables.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+@click.option("--origin", default=None, help=f"Log origin (first start; default {DEFAULT_ORIGIN}, later: as stored).")
+@click.option("--log-key", default=None, help="Log key reference (file: or pkcs11:) [default: DATA/log.key].")
+@click.option("--freshness-key", default=None, help="Freshness key reference [default: DATA/freshness.key].")
+@click.option("--trust-root", "trust_root_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Bootstrap trust root; without it, publishing is refused.")
+@click.option("--token-file", default=None, help="Publish bearer token file [default: DATA/publish.token].")
+@click.option("--static-dir", default=None, help="Where to write static tiles [default: DATA/static with SQLite].")
+@click.option("--no-static", is_flag=True, help="Do not write static files.")
+@click.option("--freshness-interval", default=60.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds between freshness cosignatures.")
+@click.option("--access-log", is_flag=True, help="Log every request to stdout.")
+def serve_cmd(data_dir: str, database: str | None, schema: str | None, host: str, port: int, workers: int,
+              threads: int, origin: str | None, log_key: str | None, freshness_key: str | None,
+              trust_root_file: str | None, token_file: str | None, static_dir: str | None, no_static: bool,
+              freshness_interval: float, access_log: bool) -> None:
+    """Serve the log: checkpoint, tiles, publish and read API (gunicorn)."""
+    data_dir = os.path.abspath(data_dir)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    created: list[str] = []
+    try:
+        log_key = _ensure_key(log_key, os.path.join(data_dir, "log.key"), created, "log key")
+        freshness_key = _ensure_key(freshness_key, os.path.join(data_dir, "freshness.key"), created, "freshness key")
+    except Exception as exc:
+        raise click.ClickException(f"refusing to start: {exc}") from exc
+    token_file = os.path.abspath(token_file or os.path.join(data_dir, "publish.token"))
+    if not os.path.exists(token_file):
+        _generate_token(token_file)
+        created.append(f"created publish token {token_file}")
+    is_sqlite = database is None or not database.startswith(("postgres://", "postgresql://"))
+    database = database or f"sqlite:///{os.path.join(data_dir, 'log.db')}"
+    if no_static:
+        static_dir = None
+    elif static_dir is None and is_sqlite:
+        static_dir = os.path.join(data_dir, "static")
+    cfg = Config(database=database, schema=schema, origin=origin or DEFAULT_ORIGIN, log_key=log_key,
+                 freshness_key=freshness_key, trust_root_file=trust_root_file, token_file=token_file,
+                 static_dir=os.path.abspath(static_dir) if static_dir else None, freshness_interval=freshness_interval)
+    listen = f"http://{host}:{port} ({workers} workers x {threads} threads)"
+    origin_final = _run_isolated(lambda: _preflight(cfg, origin is not None, created, listen).origin)
+    from .server import serve
+
+    serve(replace(cfg, origin=origin_final), host=host, port=port, workers=workers, threads=threads,
+          access_log=access_log)
+
+
+@click.command("export")
+@click.option("--database", required=True, help="postgresql://... or sqlite:///PATH of the log.")
+@click.option("--schema", default=None, help="PostgreSQL schema of the log tables.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Static directory to write.")
+@click.option("--follow", is_flag=True, help="Keep exporting new entries and renewing the freshness cosignature.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between polls with --follow.")
+@click.option("--freshness-key", default=None, help="The log's freshness key reference [default: DATA/freshness.key].")
+@click.option("--data", "data_dir", default=None, type=click.Path(file_okay=False), help="Data directory with the keys.")
+@click.option("--freshness-interval", default=60.0, show_default=True, type=click.FloatRange(min=1))
+def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, interval: float,
+               freshness_key: str | None, data_dir: str | None, freshness_interval: float) -> None:
+    """Write the log's checkpoint, tiles and entry bundles as static files (C2SP layout)."""
+    from verifier.errors import VerificationError
+    from verifier.keys import KeyBackendError, load_signer
+    from verifier.note import NoteVerifier
+
+    from .freshness import Freshness
+    from .log import LogError, check_integrity
+    from .static import ExportError, StaticWriter
+    from .storage import StorageError, open_storage
+
+    if freshness_key is None:
+        if data_dir is None:
+            raise click.UsageError("give --freshness-key REF or --data DIR (the checkpoint needs a freshness cosignature)")
+        freshness_key = os.path.join(data_dir, "freshness.key")
+    try:
+        storage = open_storage(database, schema=schema)
+        if not storage.has_schema():
+            raise click.ClickException(f"{storage.description} holds no fleetkeys log")
+        with storage.read() as tx:
+            origin, log_vkey, freshness_vkey = tx.meta("origin"), tx.meta("log_vkey"), tx.meta("freshness_vkey")
+        if origin is None or log_vkey is None:
+            raise click.ClickException(f"{storage.description} holds no fleetkeys log")
+        freshness = Freshness(origin, load_signer(freshness_key), interval=freshness_interval)
+        if freshness.vkey != freshness_vkey:
+            raise click.ClickException(f"{freshness_key} is not the freshness key of {origin!r} "
+                                       f"({freshness.vkey} != {freshness_vkey})")
+        log_key = NoteVerifier.from_vkey(log_vkey)
+        check_integrity(storage, log_key)
+        writer = StaticWriter(out_dir, log_key=log_key, freshness=freshness)
+        size = writer.sync(storage)
+    except (StorageError, LogError, ExportError, OSError, KeyBackendError, VerificationError) as exc:
+        raise click.ClickException(f"export failed: {exc}") from exc
+    click.echo(f"exported {origin} size {size} to {os.path.abspath(out_dir)}")
+    if not follow:
+        storage.close()
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(interval):
+            try:
+                new_size = writer.sync(storage)
+            except (LogError, ExportError) as exc:
+                raise click.ClickException(f"export stopped: {exc}") from exc
+            except StorageError as exc:
+                click.echo(f"database unavailable, retrying: {exc}", err=True)
+                continue
+            if new_size != size:
+                click.echo(f"exported size {new_size}")
+                size = new_size
+    finally:
+        storage.close()
+
+
+COMMANDS = [serve_cmd, export_cmd]
+
+__all__ = ["COMMANDS", "export_cmd", "serve_cmd"]

@@ -1,0 +1,700 @@
+"""The log: validated, atomic, durable appends; proofs; checkpoints (DESIGN.md §5).
+
+Entries are the exact bytes of either a bundle (``fleetkeys/bundle/v1``) or a trust-root rotation
+envelope (``fleetkeys/trust-root/v1``); leaf hash = ``verifier.merkle.leaf_hash(entry)``.
+
+Appending (:meth:`Log.publish_batch`, :meth:`Log.rotate_trust_root`, :meth:`Log.append_entries`):
+
+1. outside the writer lock: size bound (an entry must fit a C2SP entry bundle: 65535 bytes), and
+   bundle signatures checked against the trust root in force (the expensive part);
+2. inside one storage write transaction (exclusive across processes and replicas): read the head;
+   if another process moved it, reload the tree edge, the last epoch and the trust root in force
+   from the database; apply the log's rules (epoch = last + 1, ``previous`` = last digest, identical
+   re-publish returns the existing index, a rotation is signed by the root in force); extend the
+   tree; sign the new checkpoint; write entry bundles, tile rows, epoch/trust-root rows and the new head;
+3. COMMIT. When it returns the append is durable (see the backends) and only then is it
+   acknowledged, cached, and handed to the static writer.
+
+Reads never take the writer lock: each reads the head and the tile rows it needs in one read
+transaction. Start-up (:func:`check_integrity`) recomputes every tile level from the stored entries
+and checks the root against the latest signed checkpoint; a mismatch raises :class:`IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from verifier.bundle import parse_bundle, verify_bundle
+from verifier.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint_body, sign_checkpoint
+from verifier.errors import ChainError, RollbackError, VerificationError
+from verifier.keyset import GENESIS_PREVIOUS, check_chain, format_time
+from verifier.merkle import EMPTY_ROOT, HASH_SIZE, consistency_proof, inclusion_proof, leaf_hash, verify_inclusion
+from verifier.note import NoteSigner, NoteVerifier, parse_note
+from verifier.statement import parse_statement
+from verifier.tiles import MAX_ENTRY_SIZE, TILE_WIDTH, TileRef, tile_node_reader, tile_width_at
+from verifier.tlogproof import TlogProof
+from verifier.trustroot import TrustRoot, parse_envelope, parse_trust_root_body, verify_rotation
+
+from .freshness import Freshness
+from .storage import BUNDLE_WIDTH, EpochRow, Head, Storage, TrustRootRow, Tx, bundle_prefix, encode_bundle, split_bundle
+from .tree import Edge, TreeError, check_level, levels_for_size
+
+#: Tile rows read per query during the start-up check.
+_CHECK_PAGE = 64
+
+
+class LogError(Exception):
+    """Base of the log's refusals; ``status`` is the HTTP status the API answers with."""
+
+    status = 500
+
+
+class InvalidEntry(LogError):
+    """The entry is malformed or does not verify against the trust root in force."""
+
+    status = 400
+
+
+class NotFound(LogError):
+    status = 404
+
+
+class RuleViolation(LogError):
+    """The entry verifies but breaks a log rule (wrong epoch, broken chain, conflicting entry)."""
+
+    status = 409
+
+
+class EntryTooLarge(LogError):
+    status = 413
+
+
+class NotConfigured(LogError):
+    """No trust root is configured, so the log cannot accept bundles."""
+
+    status = 503
+
+
+class ConfigError(LogError):
+    """The keys, origin or trust root given at start do not match this log."""
+
+
+class IntegrityError(LogError):
+    """The stored log does not match its latest signed checkpoint (tampering or corruption)."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where an entry is: ``created`` is False for an identical re-publish of a logged entry."""
+
+    index: int
+    created: bool
+    epoch: int | None = None
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A committed append, handed to the static writer: the tree grew from ``start`` to ``end`` leaves;
+    ``tiles`` and ``bundles`` are the hash tiles and entry bundles that changed, at their new widths."""
+
+    start: int
+    end: int
+    tiles: dict[tuple[int, int], bytes]
+    bundles: dict[int, bytes]
+    checkpoint: bytes
+
+
+@dataclass(frozen=True)
+class ProvenEntry:
+    """An entry with a ``c2sp.org/tlog-proof@v1`` to the current cosigned checkpoint."""
+
+    index: int
+    data: bytes
+    proof: bytes
+    checkpoint: bytes
+
+
+@dataclass(frozen=True)
+class _State:
+    """What the writer caches between appends (always the state of some committed head)."""
+
+    edge: Edge
+    tail: bytes  # the incomplete entry bundle (entries since the last multiple of 256)
+    checkpoint: bytes
+    last_epoch: int
+    last_digest: bytes
+    trust_root: TrustRoot | None
+
+    @property
+    def size(self) -> int:
+        return self.edge.size
+
+
+@dataclass
+class _Change:
+    """What one write transaction appends, and the answers for the caller."""
+
+    entries: list[bytes] = field(default_factory=list)
+    epochs: list[EpochRow] = field(default_factory=list)
+    roots: list[TrustRootRow] = field(default_factory=list)
+    results: list[Published] = field(default_factory=list)
+    last_epoch: int = 0
+    last_digest: bytes = b""
+    trust_root: TrustRoot | None = None
+
+
+def _verified_checkpoint(signed: bytes, log_key: NoteVerifier) -> SignedCheckpoint:
+    try:
+        return open_checkpoint(signed, log_key)
+    except VerificationError as exc:
+        raise IntegrityError(f"the latest stored checkpoint does not verify under the log key {log_key.vkey}: "
+                             f"{exc}") from exc
+
+
+def check_integrity(storage: Storage, log_key: NoteVerifier, *, entries: bool = True) -> Head:
+    """The start-up self-check: recompute the tree from stored data and compare with the checkpoint.
+
+    Steps: (1) the latest checkpoint verifies under ``log_key`` and names the stored size; (2) every
+    level-0 tile equals the leaf hashes of the stored entries (``entries=True``; else only widths);
+    (3) every higher tile equals the roots of the full tiles below it; (4) no tile or entry lies
+    beyond the size; (5) the root from the top tiles equals the checkpoint's root. Raises
+    :class:`IntegrityError` saying which check failed. Returns the verified head.
+    """
+    with storage.read() as tx:
+        head = tx.head()
+        if head is None:
+            raise IntegrityError(f"{storage.description}: no log head (not a fleetkeys log, or never initialised)")
+        signed = _verified_checkpoint(head.checkpoint, log_key).checkpoint
+        size = head.size
+        if signed.size != size:
+            raise IntegrityError(f"stored tree size {size} but the latest signed checkpoint is for size {signed.size}")
+        last_bundle = tx.max_entry_bundle()
+        if last_bundle is not None and last_bundle * BUNDLE_WIDTH >= size:
+            raise IntegrityError(f"entry bundle {last_bundle} is stored beyond the signed tree size {size}")
+        below = b""
+        try:
+            for level in range(levels_for_size(size)):
+                below = check_level(level, size, _paged_tiles(tx, level), _expected_hashes(tx, level, below, entries))
+            top = tx.max_tile_level()
+            if top is not None and top >= levels_for_size(size):
+                raise TreeError(f"tile level {top} should not exist at size {size}")
+            root = Edge.load(size, tx.tile).root()
+        except TreeError as exc:
+            raise IntegrityError(f"stored tree does not match the latest signed checkpoint: {exc}") from exc
+        if root != signed.root:
+            raise IntegrityError(f"stored tree of size {size} has root {root.hex()} but the latest signed checkpoint "
+                                 f"says {signed.root.hex()}")
+    return head
+
+
+def _expected_hashes(tx: Tx, level: int, below: bytes, entries: bool) -> Callable[[int, int], bytes] | None:
+    """What tiles of ``level`` must hold: leaf hashes of stored entries (level 0), else ``below``."""
+    if level > 0:
+        return lambda start, width: below[start * HASH_SIZE:(start + width) * HASH_SIZE]
+    if not entries:
+        return None
+
+    def leaves(start: int, width: int) -> bytes:
+        data = tx.entry_bundle(start // BUNDLE_WIDTH)
+        try:
+            found = split_bundle(data or b"")
+        except ValueError as exc:
+            raise TreeError(f"entry bundle {start // BUNDLE_WIDTH} is damaged: {exc}") from exc
+        if len(found) != width:
+            raise TreeError(f"entry bundle {start // BUNDLE_WIDTH} holds {len(found)} entries, the tree size implies "
+                            f"{width}: the stored entries were changed")
+        return b"".join(leaf_hash(e) for e in found)
+
+    return leaves
+
+
+def _extend_bundles(size: int, tail: bytes, entries: Sequence[bytes]) -> tuple[bytes, dict[int, bytes]]:
+    """Append entries to the entry bundles of a ``size``-entry log whose incomplete bundle is ``tail``.
+
+    Returns the new incomplete bundle and every bundle that changed (a filled one at full width).
+    """
+    changed: dict[int, bytes] = {}
+    index, count, buf, pos = size // BUNDLE_WIDTH, size % BUNDLE_WIDTH, tail, 0
+    while pos < len(entries):
+        take = min(BUNDLE_WIDTH - count, len(entries) - pos)
+        buf += encode_bundle(entries[pos:pos + take])
+        changed[index] = buf
+        count, pos = count + take, pos + take
+        if count == BUNDLE_WIDTH:
+            index, count, buf = index + 1, 0, b""
+    return buf, changed
+
+
+def _paged_tiles(tx: Tx, level: int) -> Iterator[tuple[int, bytes]]:
+    start = 0
+    while True:
+        rows = tx.level_tiles(level, start, _CHECK_PAGE)
+        yield from rows
+        if len(rows) < _CHECK_PAGE:
+            return
+        start = rows[-1][0] + 1
+
+
+def _node_reader(tx: Tx, size: int):
+    def fetch(ref: TileRef) -> bytes:
+        data = tx.tile(ref.level, ref.index)
+        if data is None or len(data) < ref.width * HASH_SIZE:
+            raise IntegrityError(f"tile {ref.level}/{ref.index} is missing or shorter than {ref.width} hashes")
+        return data[:ref.width * HASH_SIZE]
+
+    return tile_node_reader(size, fetch)
+
+
+class Log:
+    """One log over a :class:`~distributor.storage.Storage` (see the module docstring).
+
+    Opening an empty database creates the log: meta rows (origin, log and freshness vkeys) and the
+    signed checkpoint of the empty tree. Opening an existing one checks that the origin and keys are
+    the ones it was created with, and that the trust root in force names this log's keys
+    (:class:`ConfigError` otherwise), and that the head's checkpoint verifies and matches the tree
+    edge (:class:`IntegrityError`; the full check is :meth:`self_check`).
+
+    ``static``: an object with ``submit(batch: Batch)`` (``distributor.static``), called after each
+    commit. ``clock``: POSIX seconds (freshness cosignatures). Thread-safe.
+    """
+
+    def __init__(self, storage: Storage, *, origin: str, log_signer: Any, freshness_signer: Any,
+                 trust_root: TrustRoot | None = None, freshness_interval: float = 60,
+                 clock: Callable[[], float] = time.time, static: Any = None) -> None:
+        self.storage = storage
+        self.origin = origin
+        self._note_signer = NoteSigner.from_signer(origin, log_signer)
+        self.log_key = self._note_signer.verifier
+        self.freshness = Freshness(origin, freshness_signer, interval=freshness_interval, clock=clock)
+        self._bootstrap = trust_root
+        self._static = static
+        self._wlock = threading.Lock()
+        self._roots: dict[int, TrustRoot] = {}
+        self._state: _State | None = None
+        self._open()
+
+    # -- opening ----------------------------------------------------------------------------------
+    def _open(self) -> None:
+        with self._wlock, self.storage.write() as tx:
+            stored_origin = tx.meta("origin")
+            if stored_origin is None:
+                if tx.head() is not None:
+                    raise IntegrityError(f"{self.storage.description}: a log head exists but no log metadata")
+                tx.set_meta("origin", self.origin)
+                tx.set_meta("log_vkey", self.log_key.vkey)
+                tx.set_meta("freshness_vkey", self.freshness.vkey)
+                tx.set_head(0, sign_checkpoint(Checkpoint(self.origin, 0, EMPTY_ROOT), self._note_signer))
+            else:
+                self._check_meta(tx, stored_origin)
+            state = self._load_state(tx, tx.head())
+        self._state = state
+        if self._bootstrap is not None:
+            self._check_root_names_log(self._bootstrap, "the configured trust root")
+        if state.trust_root is not None:
+            self._check_root_names_log(state.trust_root, f"the trust root in force (version {state.trust_root.version})")
+
+    def _check_meta(self, tx: Tx, stored_origin: str) -> None:
+        found = {"origin": stored_origin, "log key": tx.meta("log_vkey"), "freshness key": tx.meta("freshness_vkey")}
+        given = {"origin": self.origin, "log key": self.log_key.vkey, "freshness key": self.freshness.vkey}
+        for what, value in found.items():
+            if value != given[what]:
+                raise ConfigError(f"{self.storage.description} holds the log {stored_origin!r} whose {what} is "
+                                  f"{value}, but this distributor was started with {what} {given[what]}")
+
+    def _check_root_names_log(self, root: TrustRoot, what: str) -> None:
+        if root.log.origin != self.origin:
+            raise ConfigError(f"{what} names the log origin {root.log.origin!r}, but this log is {self.origin!r}")
+        if root.log.key != self.log_key:
+            raise ConfigError(f"{what} trusts the log key {root.log.key.vkey}, but this log signs with "
+                              f"{self.log_key.vkey}")
+        if root.log.freshness_key != self.freshness.cosigner.verifier:
+            raise ConfigError(f"{what} trusts the freshness key {root.log.freshness_key.vkey}, but this log "
+                              f"cosigns with {self.freshness.vkey}")
+
+    def _logged_root(self, row: TrustRootRow) -> TrustRoot:
+        root = self._roots.get(row.version)
+        if root is None:
+            body, _ = parse_envelope(row.envelope)
+            root = self._roots[row.version] = parse_trust_root_body(body, row.envelope)
+        return root
+
+    def _root_in_force(self, tx: Tx) -> TrustRoot | None:
+        row = tx.latest_trust_root()
+        if row is None:
+            return self._bootstrap
+        logged = self._logged_root(row)
+        if self._bootstrap is None or logged.version > self._bootstrap.version:
+            return logged
+        if logged.version == self._bootstrap.version and logged.body != self._bootstrap.body:
+            raise ConfigError(f"the configured trust root version {logged.version} differs from the logged one")
+        return self._bootstrap
+
+    def _load_state(self, tx: Tx, head: Head | None) -> _State:
+        if head is None:
+            raise IntegrityError(f"{self.storage.description}: log metadata exists but no head")
+        signed = _verified_checkpoint(head.checkpoint, self.log_key).checkpoint
+        try:
+            edge = Edge.load(head.size, tx.tile)
+        except TreeError as exc:
+            raise IntegrityError(f"stored tree edge is damaged: {exc}") from exc
+        if signed.size != head.size or edge.root() != signed.root:
+            raise IntegrityError(f"the latest signed checkpoint (size {signed.size}, root {signed.root.hex()}) does not "
+                                 f"match the stored tree (size {head.size}, root {edge.root().hex()})")
+        tail = b""
+        if head.size % BUNDLE_WIDTH:
+            try:
+                tail = bundle_prefix(tx.entry_bundle(head.size // BUNDLE_WIDTH) or b"", head.size % BUNDLE_WIDTH)
+            except ValueError as exc:
+                raise IntegrityError(f"the last entry bundle is damaged: {exc}") from exc
+        last = tx.last_epoch()
+        return _State(edge, tail, head.checkpoint, last.epoch if last else 0,
+                      last.digest if last else bytes.fromhex(GENESIS_PREVIOUS), self._root_in_force(tx))
+
+    def self_check(self, *, entries: bool = True) -> Head:
+        """Run :func:`check_integrity` on this log's storage."""
+        return check_integrity(self.storage, self.log_key, entries=entries)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _commit(self, plan: Callable[[Tx, _State], _Change]) -> list[Published]:
+        with self._wlock:
+            with self.storage.write() as tx:
+                head = tx.head()
+                state = self._state
+                if state is None or head is None or head.size != state.size or head.checkpoint != state.checkpoint:
+                    # Another process or replica appended: start from the database's head.
+                    state = self._state = self._load_state(tx, head)
+                change = plan(tx, state)
+                new_state, batch = state, None
+                if change.entries:
+                    sha = hashlib.sha256
+                    edge, tiles = state.edge.extend([sha(b"\x00" + e).digest() for e in change.entries])
+                    tail, bundles = _extend_bundles(state.size, state.tail, change.entries)
+                    checkpoint = sign_checkpoint(Checkpoint(self.origin, edge.size, edge.root()), self._note_signer)
+                    tx.put_entry_bundles(bundles)
+                    tx.put_tiles(tiles)
+                    tx.put_epochs(change.epochs)
+                    tx.put_trust_roots(change.roots)
+                    tx.set_head(edge.size, checkpoint)
+                    new_state = _State(edge, tail, checkpoint, change.last_epoch, change.last_digest,
+                                       change.trust_root)
+                    batch = Batch(state.size, edge.size, tiles, bundles, checkpoint)
+            # COMMIT returned: the append is durable. Only now is it cached and exported.
+            self._state = new_state
+            if batch is not None and self._static is not None:
+                self._static.submit(batch)
+        return change.results
+
+    @staticmethod
+    def _check_size(data: bytes) -> None:
+        if not isinstance(data, bytes | bytearray):
+            raise InvalidEntry("an entry must be bytes")
+        if not data:
+            raise InvalidEntry("empty entry")
+        if len(data) > MAX_ENTRY_SIZE:
+            raise EntryTooLarge(f"entry of {len(data)} bytes exceeds the {MAX_ENTRY_SIZE}-byte limit of a C2SP "
+                                "tile entry")
+
+    def append_entries(self, entries: Sequence[bytes]) -> int:
+        """Append raw entries in one transaction with one checkpoint; return the first index.
+
+        Trusted internal path: no validation besides the size bound (benchmarks and tests use it with
+        arbitrary bytes; the publish API uses :meth:`publish_batch`).
+        """
+        entries = [e if type(e) is bytes else bytes(e) for e in entries]
+        if entries and (not min(map(len, entries)) or max(map(len, entries)) > MAX_ENTRY_SIZE):
+            for e in entries:
+                self._check_size(e)
+
+        if not entries:
+            return self.head().size
+
+        def plan(tx: Tx, state: _State) -> _Change:
+            return _Change(entries=list(entries), results=[Published(state.size, True)],
+                           last_epoch=state.last_epoch, last_digest=state.last_digest, trust_root=state.trust_root)
+
+        return self._commit(plan)[0].index
+
+    def publish(self, data: bytes) -> Published:
+        """Validate and append one bundle (see :meth:`publish_batch`)."""
+        return self.publish_batch([data])[0]
+
+    def publish_batch(self, bundles: Sequence[bytes]) -> list[Published]:
+        """Validate bundles and append them in order, all in one transaction with one checkpoint.
+
+        Each must verify against the trust root in force (:class:`InvalidEntry`), be epoch last + 1
+        with ``previous`` = the last keyset digest (:class:`RuleViolation`); one that is byte-for-byte
+        a logged bundle returns its existing index. Any refusal refuses the whole batch.
+        """
+        for data in bundles:
+            self._check_size(data)
+        state = self._state
+        root = state.trust_root if state else None
+        if root is None:
+            raise NotConfigured("no trust root is configured (start the distributor with --trust-root): "
+                                "bundles cannot be verified, so none are accepted")
+        pre: list[tuple[bytes, Any]] = []
+        for i, data in enumerate(bundles):
+            try:
+                pre.append((bytes(data), (root.version, verify_bundle(data, root))))
+            except VerificationError as exc:
+                logged = self._logged_identical(data)
+                if logged is None:
+                    raise self._refusal(exc, i, len(bundles)) from exc
+                pre.append((bytes(data), logged))
+
+        def plan(tx: Tx, state: _State) -> _Change:
+            current = state.trust_root
+            if current is None:
+                raise NotConfigured("no trust root is configured")
+            change = _Change(last_epoch=state.last_epoch, last_digest=state.last_digest, trust_root=current)
+            pending: dict[int, int] = {}
+            for i, (data, checked) in enumerate(pre):
+                if isinstance(checked, Published):
+                    change.results.append(checked)
+                    continue
+                version, verified = checked
+                if version != current.version:
+                    try:
+                        verified = verify_bundle(data, current)
+                    except VerificationError as exc:
+                        raise self._refusal(exc, i, len(pre)) from exc
+                epoch = verified.keyset.epoch
+                if epoch in pending:
+                    raise RuleViolation(f"epoch {epoch} appears twice in the batch")
+                row = tx.epoch(epoch)
+                if row is not None:
+                    if tx.entry(row.index) == data:
+                        change.results.append(Published(row.index, False, epoch=epoch))
+                        continue
+                    raise RuleViolation(f"epoch {epoch} is already logged at index {row.index} with a different "
+                                        "bundle")
+                if epoch != change.last_epoch + 1:
+                    raise RuleViolation(f"bundle is for epoch {epoch} but the next epoch of this log is "
+                                        f"{change.last_epoch + 1}")
+                try:
+                    check_chain(change.last_digest, verified.keyset)
+                except ChainError as exc:
+                    raise RuleViolation(str(exc)) from exc
+                index = state.size + len(change.entries)
+                pending[epoch] = index
+                ks = verified.keyset
+                change.entries.append(data)
+                change.epochs.append(EpochRow(epoch, index, ks.digest, tuple(f.fleet_id for f in ks.fleets),
+                                              ks.issued_at, ks.expires_at))
+                change.results.append(Published(index, True, epoch=epoch))
+                change.last_epoch, change.last_digest = epoch, ks.digest
+            return change
+
+        return self._commit(plan)
+
+    @staticmethod
+    def _refusal(exc: VerificationError, i: int, n: int) -> LogError:
+        where = f"bundle {i} of {n}: " if n > 1 else ""
+        if isinstance(exc, ChainError | RollbackError):
+            return RuleViolation(f"{where}{exc}")
+        return InvalidEntry(f"{where}bundle does not verify: {exc}")
+
+    def _logged_identical(self, data: bytes) -> Published | None:
+        """The index of ``data`` if it is byte-for-byte a logged bundle (checked without signatures)."""
+        try:
+            epoch = parse_statement(parse_bundle(data).statement).epoch
+        except VerificationError:
+            return None
+        with self.storage.read() as tx:
+            row = tx.epoch(epoch)
+            if row is not None and tx.entry(row.index) == data:
+                return Published(row.index, False, epoch=epoch)
+        return None
+
+    def rotate_trust_root(self, envelope: bytes) -> Published:
+        """Append a trust-root rotation envelope signed per ``verifier.trustroot.verify_rotation``.
+
+        After the commit the new root is in force for later bundles (and after restarts). An identical
+        re-publish returns the existing index; a different envelope for a logged version, or a version
+        that is not exactly the next one, is a :class:`RuleViolation`; bad signatures are
+        :class:`InvalidEntry`.
+        """
+        self._check_size(envelope)
+        data = bytes(envelope)
+        try:
+            version = parse_trust_root_body(parse_envelope(data)[0]).version
+        except VerificationError as exc:
+            raise InvalidEntry(f"trust root envelope is malformed: {exc}") from exc
+
+        def plan(tx: Tx, state: _State) -> _Change:
+            current = state.trust_root
+            if current is None:
+                raise NotConfigured("no trust root is configured (start the distributor with --trust-root)")
+            change = _Change(last_epoch=state.last_epoch, last_digest=state.last_digest, trust_root=current)
+            row = tx.trust_root(version)
+            if row is not None:
+                if row.envelope != data:
+                    raise RuleViolation(f"trust root version {version} is already logged at index {row.index} "
+                                        "with a different envelope")
+                change.results.append(Published(row.index, False, version=version))
+                return change
+            try:
+                new = verify_rotation(current, data)
+            except RollbackError as exc:
+                raise RuleViolation(str(exc)) from exc
+            except VerificationError as exc:
+                raise InvalidEntry(f"trust root rotation does not verify: {exc}") from exc
+            try:
+                self._check_root_names_log(new, f"trust root version {new.version}")
+            except ConfigError as exc:
+                raise RuleViolation(f"{exc}; this log cannot serve under that root") from exc
+            self._roots[new.version] = new
+            change.entries.append(data)
+            change.roots.append(TrustRootRow(new.version, state.size, data))
+            change.results.append(Published(state.size, True, version=new.version))
+            change.trust_root = new
+            return change
+
+        return self._commit(plan)[0]
+
+    # -- reading ----------------------------------------------------------------------------------
+    def head(self) -> Head:
+        with self.storage.read() as tx:
+            head = tx.head()
+        assert head is not None
+        return head
+
+    def checkpoint(self) -> bytes:
+        """The latest checkpoint with a fresh freshness cosignature (what ``GET /checkpoint`` serves)."""
+        return self.freshness.cosign(self.head().checkpoint)
+
+    @property
+    def trust_root(self) -> TrustRoot | None:
+        """The trust root in force (the latest logged rotation, else the configured root)."""
+        with self.storage.read() as tx:
+            return self._root_in_force(tx)
+
+    def tile(self, ref: TileRef) -> bytes | None:
+        """A hash tile or entry bundle of the current tree (``None`` if it does not exist yet)."""
+        with self.storage.read() as tx:
+            head = tx.head()
+            assert head is not None
+            if ref.level is None:
+                available = max(0, min(TILE_WIDTH, head.size - ref.index * TILE_WIDTH))
+                if ref.width > available:
+                    return None
+                try:
+                    return bundle_prefix(tx.entry_bundle(ref.index) or b"", ref.width)
+                except ValueError as exc:
+                    raise IntegrityError(f"entry bundle {ref.index}: {exc}") from exc
+            if ref.width > tile_width_at(ref.level, ref.index, head.size):
+                return None
+            data = tx.tile(ref.level, ref.index)
+        if data is None or len(data) < ref.width * HASH_SIZE:
+            raise IntegrityError(f"tile {ref.level}/{ref.index} is shorter than the tree size implies")
+        return data[:ref.width * HASH_SIZE]
+
+    def _prove(self, tx: Tx, index: int, data: bytes) -> ProvenEntry:
+        head = tx.head()
+        assert head is not None
+        signed = parse_checkpoint_root(head.checkpoint)
+        hashes = inclusion_proof(index, head.size, _node_reader(tx, head.size))
+        # Never serve a proof that does not verify (a damaged row would otherwise reach clients).
+        try:
+            verify_inclusion(index, head.size, leaf_hash(data), hashes, signed)
+        except VerificationError as exc:
+            raise IntegrityError(f"inclusion proof for index {index} does not verify: {exc}") from exc
+        checkpoint = self.freshness.cosign(head.checkpoint)
+        return ProvenEntry(index, data, TlogProof(index, tuple(hashes), checkpoint).encode(), checkpoint)
+
+    def prove_index(self, index: int) -> ProvenEntry:
+        """Entry ``index`` with its inclusion proof to the current checkpoint."""
+        with self.storage.read() as tx:
+            head = tx.head()
+            data = tx.entry(index) if head is not None and index < head.size else None
+            if data is None:
+                raise NotFound(f"no entry at index {index}")
+            return self._prove(tx, index, data)
+
+    def bundle(self, epoch: int | None = None) -> tuple[EpochRow, ProvenEntry]:
+        """The bundle of ``epoch`` (the latest if ``None``) with its inclusion proof."""
+        with self.storage.read() as tx:
+            row = tx.last_epoch() if epoch is None else tx.epoch(epoch)
+            if row is None:
+                raise NotFound("no bundle has been logged yet" if epoch is None else f"no bundle for epoch {epoch}")
+            data = tx.entry(row.index)
+            if data is None:
+                raise IntegrityError(f"epoch {row.epoch} points at missing entry {row.index}")
+            return row, self._prove(tx, row.index, data)
+
+    def logged_trust_root(self, version: int) -> tuple[TrustRootRow, ProvenEntry]:
+        """A logged trust-root envelope by version, with its inclusion proof."""
+        with self.storage.read() as tx:
+            row = tx.trust_root(version)
+            if row is None:
+                raise NotFound(f"trust root version {version} was never logged")
+            return row, self._prove(tx, row.index, row.envelope)
+
+    def consistency(self, first: int, second: int | None = None) -> tuple[int, list[bytes]]:
+        """Consistency proof from ``first`` to ``second`` (default: the current size)."""
+        with self.storage.read() as tx:
+            head = tx.head()
+            assert head is not None
+            to = head.size if second is None else second
+            if not 0 < first <= to <= head.size:
+                raise InvalidEntry(f"consistency proof needs 0 < from <= to <= {head.size} (the current size), "
+                                   f"got from={first} to={to}")
+            return to, consistency_proof(first, to, _node_reader(tx, to))
+
+    def epochs(self, before: int | None, limit: int) -> tuple[list[EpochRow], int | None]:
+        """A page of epochs, newest first, and the ``before`` value of the next page (or ``None``)."""
+        with self.storage.read() as tx:
+            rows = tx.epochs(before, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1].epoch if more and rows else None)
+
+    def info(self) -> dict[str, Any]:
+        with self.storage.read() as tx:
+            head = tx.head()
+            root = self._root_in_force(tx)
+        assert head is not None
+        return {
+            "origin": self.origin,
+            "log_vkey": self.log_key.vkey,
+            "freshness_vkey": self.freshness.vkey,
+            "size": head.size,
+            "trust_root": base64.b64encode(root.envelope).decode() if root else None,
+            "trust_root_version": root.version if root else None,
+        }
+
+
+def parse_checkpoint_root(signed: bytes) -> bytes:
+    """The root hash of a (trusted, locally stored) signed checkpoint."""
+    return parse_checkpoint_body(parse_note(signed)[0]).root
+
+
+def epoch_json(row: EpochRow) -> dict[str, Any]:
+    return {"epoch": row.epoch, "index": row.index, "digest": row.digest.hex(), "fleet_ids": list(row.fleet_ids),
+            "issued_at": format_time(row.issued_at), "expires_at": format_time(row.expires_at)}
+
+
+__all__ = [
+    "Batch",
+    "ConfigError",
+    "EntryTooLarge",
+    "IntegrityError",
+    "InvalidEntry",
+    "Log",
+    "LogError",
+    "NotConfigured",
+    "NotFound",
+    "ProvenEntry",
+    "Published",
+    "RuleViolation",
+    "check_integrity",
+    "epoch_json",
+    "parse_checkpoint_root",
+]

@@ -1,0 +1,72 @@
+"""Run the distributor under gunicorn (a pre-fork WSGI server), in-process.
+
+Each worker builds its own app with :func:`distributor.app.create_app` after the fork (no
+``--preload``): database connections, PKCS#11 sessions and threads never cross a fork. Workers use
+gunicorn's ``gthread`` class (HTTP keep-alive, a few threads each). After a worker boots it starts
+its static refresher (one of all workers wins the lock and keeps the static checkpoint fresh); when
+it exits it drains its static writer and closes its connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .app import create_app, get_service
+from .config import Config
+
+
+def _post_worker_init(worker: Any) -> None:
+    get_service(worker.wsgi).start_background()
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        get_service(app).close()
+
+
+class DistributorServer(BaseApplication):
+    """gunicorn application whose workers each run ``create_app(config)``."""
+
+    def __init__(self, config: Mapping[str, Any] | Config, options: Mapping[str, Any]) -> None:
+        self.app_config = config
+        self.options = dict(options)
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if key == "control_socket_disable" and key not in self.cfg.settings:
+                continue  # gunicorn < 25.1 has no control socket
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.app_config)
+
+
+def serve(config: Mapping[str, Any] | Config, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 2,
+          threads: int = 4, access_log: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT. A worker that cannot start (bad keys, damaged log) stops the server."""
+    options = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "keepalive": 5,
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "post_worker_init": _post_worker_init,
+        "worker_exit": _worker_exit,
+        "accesslog": "-" if access_log else None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "fleetkeys-distributor",
+        # gunicorn's runtime control socket is one fixed path per user: several servers would fight over it.
+        "control_socket_disable": True,
+    }
+    DistributorServer(config, options).run()
+
+
+__all__ = ["DistributorServer", "serve"]

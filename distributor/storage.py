@@ -1,0 +1,389 @@
+"""The log's storage: one small interface, two backends (SQLite embedded, PostgreSQL for replicas).
+
+What is stored (the same tables in both backends)::
+
+    meta(key, value)                       origin, log vkey, freshness vkey, schema version
+    head(id = 1, size, checkpoint)         tree size and the log-signed checkpoint for it (no cosignatures)
+    entry_bundles(idx, data)               C2SP entry bundles: entries idx*256 .. idx*256+255, each a
+                                           big-endian uint16 length and the exact entry bytes; the last
+                                           bundle holds the entries so far and grows, a full one never changes
+    tiles(level, idx, data)                C2SP hash tiles (height 8): ``data`` = the tile's hashes so far,
+                                           width * 32 bytes; a full tile has 256 hashes and never changes
+    epochs(epoch, idx, digest, fleet_ids, issued_at, expires_at)     one row per logged bundle
+    trust_roots(version, idx, envelope)    one row per logged trust-root rotation
+
+The database holds the log exactly as C2SP tlog-tiles lays it out. The tiles are the tree: every
+complete subtree hash at levels 0, 8, 16, ... is stored, and any other node of a complete subtree is
+rebuilt from at most 128 hashes of one tile, so any proof is answered from a handful of rows
+(``verifier.tiles.tile_node_reader``). Entries are stored in their entry bundles, so an append of a
+batch writes one row per 256 entries, and the static files are byte-for-byte copies of the rows.
+
+Every change happens inside :meth:`Storage.write`, one transaction that holds the backend's writer
+lock from before the head is read until the commit, so two writers (threads, processes or replicas)
+can never both take an index: SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``pg_advisory_xact_lock``.
+The commit is the durability point of an append (see the backends for which fsync makes it so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA_VERSION = "1"
+
+TileKey = tuple[int, int]
+"""``(level, index)`` of a hash tile."""
+
+
+BUNDLE_WIDTH = 256
+
+
+def encode_bundle(entries: Sequence[bytes]) -> bytes:
+    """Entries as C2SP entry-bundle bytes: ``uint16_be(len) || entry`` each (lengths checked by the caller)."""
+    return b"".join([part for e in entries for part in (len(e).to_bytes(2, "big"), e)])
+
+
+def split_bundle(data: bytes, count: int | None = None) -> list[bytes]:
+    """The entries of entry-bundle bytes (the first ``count`` if given). Raises ``ValueError`` if the
+    bytes end inside an entry or hold fewer than ``count`` entries."""
+    out, pos, n = [], 0, len(data)
+    while pos < n and (count is None or len(out) < count):
+        if pos + 2 > n:
+            raise ValueError(f"entry bundle truncated in the length of entry {len(out)}")
+        size = int.from_bytes(data[pos:pos + 2], "big")
+        if pos + 2 + size > n:
+            raise ValueError(f"entry bundle truncated in entry {len(out)}")
+        out.append(data[pos + 2:pos + 2 + size])
+        pos += 2 + size
+    if count is not None and len(out) < count:
+        raise ValueError(f"entry bundle holds {len(out)} entries, {count} expected")
+    return out
+
+
+def bundle_prefix(data: bytes, count: int) -> bytes:
+    """The bytes of the first ``count`` entries of an entry bundle (``ValueError`` if it holds fewer)."""
+    pos = 0
+    for i in range(count):
+        if pos + 2 > len(data):
+            raise ValueError(f"entry bundle holds {i} entries, {count} expected")
+        pos += 2 + int.from_bytes(data[pos:pos + 2], "big")
+    if pos > len(data):
+        raise ValueError(f"entry bundle truncated in entry {count - 1}")
+    return data[:pos]
+
+
+class StorageError(Exception):
+    """The database cannot be opened or used (bad URL, unreachable server, unknown schema version)."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """The committed tree size and the log-signed checkpoint for it."""
+
+    size: int
+    checkpoint: bytes
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One logged bundle, indexed by its keyset epoch."""
+
+    epoch: int
+    index: int
+    digest: bytes
+    fleet_ids: tuple[str, ...]
+    issued_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class TrustRootRow:
+    """One logged trust-root rotation envelope."""
+
+    version: int
+    index: int
+    envelope: bytes
+
+
+class Tx:
+    """Queries inside one transaction (read-only or the write transaction).
+
+    One implementation serves both backends: the SQL below is portable between SQLite 3.24+ and
+    PostgreSQL 9.5+ (``ON CONFLICT``), written with ``?`` placeholders that the PostgreSQL backend
+    rewrites to ``%s``.
+    """
+
+    def __init__(self, cursor: Any, placeholder: str = "?") -> None:
+        self._cur = cursor
+        self._ph = placeholder
+
+    def _sql(self, text: str) -> str:
+        return text if self._ph == "?" else text.replace("?", self._ph)
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self._cur.execute(self._sql(sql), params)
+        return self._cur.fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cur.execute(self._sql(sql), params)
+        return self._cur.fetchall()
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cur.executemany(self._sql(sql), rows)
+
+    # -- meta and head ----------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._cur.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?) "
+                                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"), (key, value))
+
+    def head(self) -> Head | None:
+        row = self._one("SELECT size, checkpoint FROM head WHERE id = 1")
+        return None if row is None else Head(int(row[0]), bytes(row[1]))
+
+    def set_head(self, size: int, checkpoint: bytes) -> None:
+        self._cur.execute(self._sql("INSERT INTO head (id, size, checkpoint) VALUES (1, ?, ?) "
+                                    "ON CONFLICT (id) DO UPDATE SET size = excluded.size, "
+                                    "checkpoint = excluded.checkpoint"), (size, checkpoint))
+
+    # -- entries (stored as entry bundles) ----------------------------------------------------------
+    def entry_bundle(self, index: int) -> bytes | None:
+        """The stored entry bundle ``index`` (all entries so far for the last one)."""
+        row = self._one("SELECT data FROM entry_bundles WHERE idx = ?", (index,))
+        return None if row is None else bytes(row[0])
+
+    def put_entry_bundles(self, bundles: dict[int, bytes]) -> None:
+        """Insert or widen entry bundles (only the writer, under its lock, calls this)."""
+        self._many("INSERT INTO entry_bundles (idx, data) VALUES (?, ?) "
+                   "ON CONFLICT (idx) DO UPDATE SET data = excluded.data", sorted(bundles.items()))
+
+    def max_entry_bundle(self) -> int | None:
+        row = self._one("SELECT MAX(idx) FROM entry_bundles")
+        return None if row is None or row[0] is None else int(row[0])
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        """Entries ``[start, end)`` in order (fewer if the log is shorter)."""
+        out: list[bytes] = []
+        for index in range(start // BUNDLE_WIDTH, (end - 1) // BUNDLE_WIDTH + 1 if end > start else 0):
+            data = self.entry_bundle(index)
+            if data is None:
+                break
+            base = index * BUNDLE_WIDTH
+            entries = split_bundle(data)
+            out += entries[max(start, base) - base:min(end, base + len(entries)) - base]
+            if len(entries) < BUNDLE_WIDTH:
+                break
+        return out
+
+    def entry(self, index: int) -> bytes | None:
+        found = self.entries(index, index + 1)
+        return found[0] if found else None
+
+    # -- tiles ------------------------------------------------------------------------------------
+    def tile(self, level: int, index: int) -> bytes | None:
+        row = self._one("SELECT data FROM tiles WHERE level = ? AND idx = ?", (level, index))
+        return None if row is None else bytes(row[0])
+
+    def tiles(self, keys: Iterable[TileKey]) -> dict[TileKey, bytes]:
+        return {k: t for k in keys if (t := self.tile(*k)) is not None}
+
+    def level_tiles(self, level: int, start: int = 0, limit: int = 1 << 62) -> list[tuple[int, bytes]]:
+        """``(index, data)`` of the tiles of one level from ``start``, in index order."""
+        rows = self._all("SELECT idx, data FROM tiles WHERE level = ? AND idx >= ? ORDER BY idx LIMIT ?",
+                         (level, start, limit))
+        return [(int(i), bytes(d)) for i, d in rows]
+
+    def max_tile_level(self) -> int | None:
+        row = self._one("SELECT MAX(level) FROM tiles")
+        return None if row is None or row[0] is None else int(row[0])
+
+    def put_tiles(self, tiles: dict[TileKey, bytes]) -> None:
+        """Insert or widen tiles (a tile row only ever grows; full tiles are never rewritten)."""
+        self._many("INSERT INTO tiles (level, idx, data) VALUES (?, ?, ?) "
+                   "ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
+                   [(lvl, idx, data) for (lvl, idx), data in sorted(tiles.items())])
+
+    # -- epochs -----------------------------------------------------------------------------------
+    @staticmethod
+    def _epoch_row(row: tuple[Any, ...]) -> EpochRow:
+        return EpochRow(int(row[0]), int(row[1]), bytes(row[2]), tuple(json.loads(row[3])), int(row[4]), int(row[5]))
+
+    def put_epochs(self, rows: Sequence[EpochRow]) -> None:
+        self._many("INSERT INTO epochs (epoch, idx, digest, fleet_ids, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                   [(r.epoch, r.index, r.digest, json.dumps(list(r.fleet_ids)), r.issued_at, r.expires_at)
+                    for r in rows])
+
+    def epoch(self, epoch: int) -> EpochRow | None:
+        row = self._one("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs WHERE epoch = ?", (epoch,))
+        return None if row is None else self._epoch_row(row)
+
+    def last_epoch(self) -> EpochRow | None:
+        row = self._one("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs "
+                        "ORDER BY epoch DESC LIMIT 1")
+        return None if row is None else self._epoch_row(row)
+
+    def epochs(self, before: int | None, limit: int) -> list[EpochRow]:
+        """Up to ``limit`` epochs below ``before`` (all if ``None``), newest first."""
+        if before is None:
+            rows = self._all("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs "
+                             "ORDER BY epoch DESC LIMIT ?", (limit,))
+        else:
+            rows = self._all("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs "
+                             "WHERE epoch < ? ORDER BY epoch DESC LIMIT ?", (before, limit))
+        return [self._epoch_row(r) for r in rows]
+
+    # -- trust roots ------------------------------------------------------------------------------
+    def put_trust_roots(self, rows: Sequence[TrustRootRow]) -> None:
+        self._many("INSERT INTO trust_roots (version, idx, envelope) VALUES (?, ?, ?)",
+                   [(r.version, r.index, r.envelope) for r in rows])
+
+    def trust_root(self, version: int) -> TrustRootRow | None:
+        row = self._one("SELECT version, idx, envelope FROM trust_roots WHERE version = ?", (version,))
+        return None if row is None else TrustRootRow(int(row[0]), int(row[1]), bytes(row[2]))
+
+    def latest_trust_root(self) -> TrustRootRow | None:
+        row = self._one("SELECT version, idx, envelope FROM trust_roots ORDER BY version DESC LIMIT 1")
+        return None if row is None else TrustRootRow(int(row[0]), int(row[1]), bytes(row[2]))
+
+
+def schema_sql(blob: str, bigint: str) -> list[str]:
+    """The DDL, with the backend's binary and 64-bit integer type names."""
+    return [
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 1), size {bigint} NOT NULL, "
+        f"checkpoint {blob} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS entry_bundles (idx {bigint} PRIMARY KEY, data {blob} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS tiles (level INTEGER NOT NULL, idx {bigint} NOT NULL, data {blob} NOT NULL, "
+        "PRIMARY KEY (level, idx))",
+        f"CREATE TABLE IF NOT EXISTS epochs (epoch {bigint} PRIMARY KEY, idx {bigint} NOT NULL UNIQUE, "
+        f"digest {blob} NOT NULL, fleet_ids TEXT NOT NULL, issued_at {bigint} NOT NULL, "
+        f"expires_at {bigint} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS trust_roots (version {bigint} PRIMARY KEY, idx {bigint} NOT NULL UNIQUE, "
+        f"envelope {blob} NOT NULL)",
+    ]
+
+
+class Storage(ABC):
+    """A log database. Thread-safe: each thread gets its own connection.
+
+    * :meth:`write` - the one write transaction: exclusive across threads, processes and replicas,
+      committed (durably) when the block exits normally, rolled back if it raises.
+    * :meth:`read` - a read-only transaction (never blocks writers).
+
+    The schema is created on first use of :meth:`write` (idempotent, under the writer lock).
+    """
+
+    #: Human-readable description without credentials (for logs and error messages).
+    description: str
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[Tx]:
+        """The exclusive write transaction (see the class docstring)."""
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[Tx]:
+        """A read-only transaction."""
+
+    @abstractmethod
+    def has_schema(self) -> bool:
+        """Whether the log tables exist (a log was created in this database)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection this object opened (in any thread)."""
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_schema_version(tx: Tx, description: str) -> None:
+    """Record the schema version on first use; refuse a database written by another version."""
+    found = tx.meta("schema")
+    if found is None:
+        tx.set_meta("schema", SCHEMA_VERSION)
+    elif found != SCHEMA_VERSION:
+        raise StorageError(f"{description}: schema version {found!r}, this fleetkeys uses {SCHEMA_VERSION!r}")
+
+
+def open_storage(url: str, *, schema: str | None = None) -> Storage:
+    """Open a database by URL.
+
+    * ``sqlite:///PATH`` (``sqlite:////abs/path.db`` or ``sqlite:///relative.db``) or a plain file
+      path: the embedded SQLite backend.
+    * ``postgresql://...`` / ``postgres://...``: PostgreSQL (libpq URL; a schema can be chosen with
+      ``?options=-csearch_path%3DNAME`` or with ``schema``).
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        from .storage_postgres import PostgresStorage
+
+        return PostgresStorage(url, schema=schema)
+    if url.startswith("sqlite:"):
+        if not url.startswith("sqlite:///"):
+            raise StorageError(f"SQLite URL must be sqlite:///PATH, found {url[:60]!r}")
+        path = url[len("sqlite:///"):]
+    elif "://" in url:
+        raise StorageError(f"unsupported database URL scheme: {url.split('://', 1)[0]!r} "
+                           "(use sqlite:///PATH or postgresql://...)")
+    else:
+        path = url
+    if not path:
+        raise StorageError("SQLite URL has no path")
+    if schema is not None:
+        raise StorageError("a schema can only be chosen for PostgreSQL")
+    from .storage_sqlite import SqliteStorage
+
+    return SqliteStorage(os.path.abspath(path))
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password (for messages)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable database URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def iter_chunks(start: int, end: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """``[start, end)`` cut into ``[a, b)`` pieces of at most ``chunk``."""
+    for a in range(start, end, chunk):
+        yield a, min(end, a + chunk)
+
+
+__all__ = [
+    "BUNDLE_WIDTH",
+    "EpochRow",
+    "Head",
+    "SCHEMA_VERSION",
+    "Storage",
+    "StorageError",
+    "TileKey",
+    "TrustRootRow",
+    "Tx",
+    "bundle_prefix",
+    "check_schema_version",
+    "encode_bundle",
+    "iter_chunks",
+    "open_storage",
+    "redact_url",
+    "schema_sql",
+    "split_bundle",
+]
