@@ -35,8 +35,8 @@ from pathlib import Path
 import requests
 
 from .checkpoint import parse_checkpoint_body
-from .errors import ExpiredError, FormatError, SizeLimitError, VerificationError
-from .keyset import Fleet, format_time, parse_keyset
+from .errors import ExpiredError, FormatError, FreezeError, SizeLimitError, VerificationError
+from .keyset import MAX_EPOCH, Fleet, format_time, parse_keyset
 from .note import b64decode_strict, parse_note
 from .tlogproof import parse_tlog_proof
 from .trustroot import TrustRoot, load_trust_root
@@ -202,7 +202,12 @@ class Client:
         """
         now = int(self.clock())
         try:
-            return self._refresh_online(now)
+            try:
+                return self._refresh_online(now)
+            except FreezeError:
+                # The log may have grown between our requests (a race, not an attack): start over once
+                # from the saved state; a distributor that keeps holding back an epoch fails again.
+                return self._refresh_online(now)
         except FetchError as exc:
             return self._offline(now, exc)
 
@@ -222,47 +227,65 @@ class Client:
         return state
 
     def _refresh_online(self, now: int) -> RefreshResult:
+        """Catch up epoch by epoch, following trust-root rotations at their place in the log.
+
+        A bundle is verified under the root in force at its position in the log. The last bundle
+        verified must be the newest entry of the checkpoint (``require_latest``; only rotations may
+        follow it, and those are followed first), so a distributor cannot hold back a newer epoch
+        (for example a revocation) while serving a fresh checkpoint.
+        """
         state = self.state
-        # Trust-root rotations are followed in log order, interleaved with the epochs: a bundle is verified
-        # under the root in force at its position in the log.
         rotation = self._next_rotation_index(state)
         latest = self._get_json("/api/v1/bundles/latest", allow_404=True)
         if latest is None:
             raise VerificationError("the distributor's log has no bundle yet")
         epoch = latest.get("epoch")
-        if type(epoch) is not int or epoch < 1:
-            raise FormatError("latest bundle response: epoch must be a positive integer")
+        if type(epoch) is not int or not 1 <= epoch <= MAX_EPOCH:
+            raise FormatError(f"latest bundle response: epoch must be an integer in 1..{MAX_EPOCH}")
         saved = state.epoch
-        todo = list(range(saved + 1, epoch)) if saved else []
-        if len(todo) > MAX_CATCH_UP:
-            todo = todo[:MAX_CATCH_UP]
+        # Bounded before anything is built: the epoch number is an unauthenticated hint until verified.
+        first = saved + 1 if 0 < saved < epoch else epoch
+        todo = range(first, min(epoch, first + MAX_CATCH_UP - 1) + 1)
         verified: list[int] = []
         update = None
-        if not todo or todo[-1] == epoch - 1:
-            todo.append(epoch)
         for e in todo:
-            # Fetched in order (the latest again too), so each checkpoint is at least as new as the last.
+            is_latest = e == epoch
+            # The first response is used only when nothing was verified before it in this refresh; otherwise
+            # fetch again, so its checkpoint is at least as new as the ones already accepted.
             obj = latest if len(todo) == 1 else self._get_json(f"/api/v1/bundles/{e}")
             index = parse_tlog_proof(self._entry(obj, "bundle")[1]).index
+            followed = False
             while rotation is not None and rotation < index:
                 state = self._follow_rotation(state, now)
                 rotation = self._next_rotation_index(state)
-            update = self._verify(obj, state, now)
+                followed = True
+            if followed:  # the response predates the rotation's (newer) checkpoint: fetch it again
+                obj = self._get_json(f"/api/v1/bundles/{e}")
+            update = self._verify(obj, state, now, require_latest=is_latest and rotation is None)
             state = update.state
             verified.append(update.epoch)
-        while rotation is not None:
-            state = self._follow_rotation(state, now)
-            rotation = self._next_rotation_index(state)
+        if todo[-1] == epoch and rotation is not None:
+            # Rotations logged after the newest bundle: follow them, then check that bundle is still the
+            # newest entry of the (rotation-extended) checkpoint.
+            while rotation is not None:
+                state = self._follow_rotation(state, now)
+                rotation = self._next_rotation_index(state)
+            update = self._verify(self._get_json(f"/api/v1/bundles/{epoch}"), state, now, require_latest=True)
+            state = update.state
         self._save(state)
         changed = [e for e in verified if e > saved]
-        message = (f"verified epoch{'s' if len(changed) > 1 else ''} {', '.join(map(str, changed))}" if changed
-                   else f"epoch {update.epoch} is still current (checkpoint size {update.checkpoint.size})")
+        if todo[-1] != epoch:
+            message = f"verified epochs {todo[0]}..{todo[-1]} of {epoch}; refresh again to catch up"
+        elif changed:
+            message = f"verified epoch{'s' if len(changed) > 1 else ''} {', '.join(map(str, changed))}"
+        else:
+            message = f"epoch {update.epoch} is still current (checkpoint size {update.checkpoint.size})"
         return RefreshResult(update.fleets, update.epoch, False, update.checkpoint.size, tuple(verified), message)
 
-    def _verify(self, obj: dict, state: ClientState, now: int):
+    def _verify(self, obj: dict, state: ClientState, now: int, *, require_latest: bool):
         bundle, proof, checkpoint = self._entry(obj, "bundle")
         return verify_update(bundle, proof, checkpoint, trust_root=self.trust_root, state=state, now=now,
-                             consistency=self._consistency(state, checkpoint))
+                             consistency=self._consistency(state, checkpoint), require_latest=require_latest)
 
     def _offline(self, now: int, exc: FetchError) -> RefreshResult:
         state = self.state

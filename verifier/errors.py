@@ -50,6 +50,10 @@ class ExpiredError(VerificationError):
     """Data is expired or too old (freeze attack), or not yet valid."""
 
 
+class FreezeError(ExpiredError):
+    """The bundle offered as current is not the newest entry of the checkpoint (a newer epoch is held back)."""
+
+
 class ProofError(VerificationError):
     """A Merkle inclusion or consistency proof is malformed or does not verify."""
 
@@ -73,6 +77,7 @@ __all__ = [
     "RollbackError",
     "ChainError",
     "ExpiredError",
+    "FreezeError",
     "ProofError",
     "ConsistencyError",
     "TrustRootError",

@@ -25,7 +25,10 @@ bytes given. Which key a service uses is configured as a *key reference* string,
     one is required; ``type``, if given, must be ``private``. Query attributes: ``module-path``
     (absolute path of the PKCS#11 library), ``pin-value`` (the user PIN) or ``pin-source``
     (``file:PATH`` or an absolute path of a file holding the PIN, same ``0600`` rule as key files,
-    one trailing newline stripped). Any other attribute (including ``module-name``, ``library-*``,
+    one trailing newline stripped). ``pin-value`` is refused unless the caller passes
+    ``allow_pin_value=True`` to :func:`load_signer`: a reference given on a command line is readable
+    by every local user in ``/proc/<pid>/cmdline``, so commands never allow it (use ``pin-source`` or
+    ``FLEETKEYS_PKCS11_PIN``). Any other attribute (including ``module-name``, ``library-*``,
     vendor ``x-*``), a repeated attribute or an empty value is refused, so a typo can never widen
     which key is used. Fallbacks: ``FLEETKEYS_PKCS11_MODULE`` (default
     ``/usr/lib/softhsm/libsofthsm2.so``) and ``FLEETKEYS_PKCS11_PIN``.
@@ -87,6 +90,7 @@ __all__ = [
     "Pkcs11Signer",
     "Pkcs11Uri",
     "Signer",
+    "check_no_pin_value",
     "generate_key_file",
     "generate_pkcs11_key",
     "load_key_file",
@@ -486,22 +490,43 @@ def parse_pkcs11_uri(ref: str) -> Pkcs11Uri:
     return uri
 
 
-def load_signer(ref: str | os.PathLike[str], *,
+def _refuse_pin_value(uri: Pkcs11Uri) -> None:
+    if uri.pin_value is not None:
+        raise KeyBackendError(
+            f"PKCS#11 key {uri.describe()}: pin-value= in a key reference is refused (a PIN on a command line "
+            f"is visible to every local user in /proc/<pid>/cmdline); give pin-source=file:PATH (a 0600 file "
+            f"holding the PIN) or set {PKCS11_PIN_ENV}")
+
+
+def check_no_pin_value(ref: str) -> None:
+    """Raise :class:`KeyBackendError` if ``ref`` is a ``pkcs11:`` reference carrying ``pin-value``.
+
+    Also raises for a malformed ``pkcs11:`` reference; other references pass. Loads nothing.
+    """
+    if ref.startswith("pkcs11:"):
+        _refuse_pin_value(parse_pkcs11_uri(ref))
+
+
+def load_signer(ref: str | os.PathLike[str], *, allow_pin_value: bool = False,
                 passphrase_env: str = DEFAULT_PASSPHRASE_ENV) -> Signer:
     """Resolve a key reference (see the module docstring) to a ready :class:`Signer`.
 
     ``file:PATH`` / bare path → :class:`FileSigner` (passphrase from ``os.environ[passphrase_env]``
     if set and non-empty); ``pkcs11:...`` → :class:`Pkcs11Signer` (logged in, key found, pair
-    self-tested). Any other ``scheme:`` prefix is refused (write ``file:`` or ``./`` before a
-    relative path that contains a colon). Raises :class:`KeyBackendError`; the message never
-    contains the reference's PIN.
+    self-tested). A ``pkcs11:`` reference with ``pin-value`` is refused unless ``allow_pin_value``
+    (never for a reference that came from argv). Any other ``scheme:`` prefix is refused (write
+    ``file:`` or ``./`` before a relative path that contains a colon). Raises
+    :class:`KeyBackendError`; the message never contains the reference's PIN.
     """
     if isinstance(ref, os.PathLike):
         ref = os.fspath(ref)
     if not isinstance(ref, str) or not ref:
         raise KeyBackendError("key reference: empty")
     if ref.startswith("pkcs11:"):
-        return _load_pkcs11_signer(parse_pkcs11_uri(ref))
+        uri = parse_pkcs11_uri(ref)
+        if not allow_pin_value:
+            _refuse_pin_value(uri)
+        return _load_pkcs11_signer(uri)
     if ref.startswith("file:"):
         path = _file_uri_path(ref, what="key reference")
     elif _SCHEME.match(ref) and not ref.startswith(("/", ".")):
@@ -903,8 +928,7 @@ def _resolve_pin(uri: Pkcs11Uri) -> str:
     pin = os.environ.get(PKCS11_PIN_ENV)
     if not pin:
         raise KeyBackendError(
-            f"PKCS#11 key {uri.describe()}: no PIN (give pin-source= or pin-value= in the URI, or set "
-            f"{PKCS11_PIN_ENV})")
+            f"PKCS#11 key {uri.describe()}: no PIN (give pin-source= in the URI or set {PKCS11_PIN_ENV})")
     return pin
 
 

@@ -14,7 +14,7 @@ Canonical JSON (:mod:`verifier.cjson`), exactly these fields::
              "fleet_id": "<1..64 chars of [A-Za-z0-9._-]>",
              "not_after": "<time>", "not_before": "<time>",   not_before < not_after
              "public_key": "<standard padded base64>",        x25519/ed25519: 32 bytes;
-                                                              p256: SEC1, 33 (compressed) or 65 bytes
+                                                              p256: SEC1 uncompressed, 65 bytes (04 || X || Y)
              "status": "active" | "retired" | "revoked"}
 
 The keyset digest is ``SHA-256(keyset bytes)``; the statement carries it, so the bytes are signed.
@@ -95,8 +95,10 @@ def check_fleet_key(algorithm: str, key: bytes, what: str) -> None:
         if key in _X25519_LOW_ORDER or (u & ((1 << 255) - 1)) >= _P25519 or key[31] & 0x80:
             raise FormatError(f"{what}: X25519 key is a low-order or non-canonical point")
     elif algorithm == "p256":
-        if len(key) not in (33, 65):
-            raise FormatError(f"{what}: P-256 SEC1 keys are 33 or 65 bytes, found {len(key)}")
+        # One encoding per key: uncompressed only (a compressed twin would give a second keyset digest).
+        if len(key) != 65 or key[0] != 0x04:
+            raise FormatError(f"{what}: P-256 keys must be SEC1 uncompressed (65 bytes starting 04), found "
+                              f"{len(key)} bytes")
         from cryptography.hazmat.primitives.asymmetric import ec
 
         try:

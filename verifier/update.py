@@ -29,6 +29,9 @@ Verification steps, in this order (mirrored in ``bundles/FORMAT.md`` §7):
     proof's index (:class:`ProofError`).
 12. Consistency with the last checkpoint the client accepted: never smaller, the same size only with
     the same root, otherwise a valid RFC 9162 consistency proof (:class:`ConsistencyError`).
+13. Newest entry (unless ``require_latest=False``): the bundle is the last entry of the checkpoint;
+    only trust-root rotations the state already followed may come after it (:class:`FreezeError`:
+    a newer epoch is being held back under a fresh checkpoint).
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ from .errors import (
     ConsistencyError,
     ExpiredError,
     FormatError,
+    FreezeError,
     ProofError,
     RollbackError,
     SizeLimitError,
+    TrustRootError,
 )
 from .keyset import Fleet, Keyset, check_chain, parse_keyset
 from .merkle import MAX_PROOF_HASHES, leaf_hash, verify_consistency, verify_inclusion
@@ -60,6 +65,8 @@ STATE_FORMAT = "fleetkeys/client-state/v1"
 MAX_STATE_SIZE = 1024 * 1024
 #: Tolerated clock skew (seconds) for "issued in the future".
 CLOCK_SKEW = 300
+#: Bound on trust-root rotations remembered in the state.
+MAX_ROTATIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,9 @@ class ClientState:
 
     ``keyset`` is the last accepted keyset's bytes (so the client can work offline until it expires),
     ``checkpoint_size``/``checkpoint_root`` the largest tree head it accepted, ``freshness_time`` the
-    newest freshness cosignature time it saw, and ``trust_root`` the envelope of a rotated trust root
-    it followed (``None`` while the bootstrap root is in force).
+    newest freshness cosignature time it saw, ``trust_root`` the envelope of a rotated trust root
+    it followed (``None`` while the bootstrap root is in force) and ``rotation_indexes`` the log
+    indexes of the rotations followed.
     """
 
     keyset: bytes | None = None
@@ -77,6 +85,8 @@ class ClientState:
     checkpoint_root: bytes | None = None
     freshness_time: int = 0
     trust_root: bytes | None = None
+    rotation_indexes: tuple[int, ...] = ()
+    """Log indexes of the trust-root rotations followed (entries allowed after the newest bundle)."""
 
     @property
     def epoch(self) -> int:
@@ -90,6 +100,7 @@ class ClientState:
             "format": STATE_FORMAT,
             "freshness_time": self.freshness_time,
             "keyset": base64.b64encode(self.keyset).decode() if self.keyset else "",
+            "rotation_indexes": list(self.rotation_indexes),
             "trust_root": base64.b64encode(self.trust_root).decode() if self.trust_root else "",
         })
 
@@ -97,7 +108,8 @@ class ClientState:
     def from_bytes(cls, data: bytes) -> ClientState:
         """Parse saved state strictly. The keyset inside is re-parsed (it was verified when saved)."""
         obj = expect_object(loads_canonical(data, "client state", MAX_STATE_SIZE),
-                            {"checkpoint_root", "checkpoint_size", "format", "freshness_time", "keyset", "trust_root"},
+                            {"checkpoint_root", "checkpoint_size", "format", "freshness_time", "keyset", "rotation_indexes",
+                             "trust_root"},
                             "client state")
         if obj["format"] != STATE_FORMAT:
             raise FormatError(f"client state: format must be {STATE_FORMAT!r}")
@@ -115,8 +127,12 @@ class ClientState:
         keyset = blob("keyset")
         if keyset is not None:
             parse_keyset(keyset)
+        rotations = obj["rotation_indexes"]
+        if not isinstance(rotations, list) or len(rotations) > MAX_ROTATIONS:
+            raise FormatError(f"client state.rotation_indexes: expected a list of at most {MAX_ROTATIONS} indexes")
+        indexes = tuple(expect_int(i, "client state.rotation_indexes[]", 0, size) for i in rotations)
         return cls(keyset, size, root, expect_int(obj["freshness_time"], "client state.freshness_time", 0, 1 << 62),
-                   blob("trust_root"))
+                   blob("trust_root"), indexes)
 
     def trust_root_in_force(self, bootstrap: TrustRoot) -> TrustRoot:
         """The rotated root this state followed, else the bootstrap root."""
@@ -160,9 +176,21 @@ def _check_size(data: bytes, limit: int, what: str) -> None:
 def verify_checkpoint(checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState, now: int,
                       consistency: Sequence[bytes]) -> VerifiedCheckpoint:
     """Steps 10 and 12: signature, origin, witnesses, freshness, consistency with ``state``."""
+    vcp = _open_checkpoint(checkpoint, trust_root=trust_root, state=state, now=now)
+    _check_consistency(vcp.checkpoint, state, consistency)
+    return vcp
+
+
+def _check_sizes(checkpoint: bytes, proof: bytes, consistency: Sequence[bytes]) -> None:
+    """Step 1 for everything but the entry itself."""
     _check_size(checkpoint, MAX_NOTE_SIZE, "checkpoint")
+    _check_size(proof, MAX_PROOF_SIZE, "inclusion proof")
     if len(consistency) > MAX_PROOF_HASHES:
         raise SizeLimitError(f"consistency proof: more than {MAX_PROOF_HASHES} hashes")
+
+
+def _open_checkpoint(checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState, now: int) -> VerifiedCheckpoint:
+    """Step 10: log signature and origin, witness threshold, freshness cosignature."""
     signed: SignedCheckpoint = open_checkpoint(checkpoint, trust_root.log.key, trust_root.log.origin)
     cp = signed.checkpoint
     if trust_root.witnesses.threshold:
@@ -172,6 +200,11 @@ def verify_checkpoint(checkpoint: bytes, *, trust_root: TrustRoot, state: Client
     if fresh.timestamp < state.freshness_time:
         raise RollbackError(f"checkpoint freshness time {fresh.timestamp} is older than the {state.freshness_time} "
                             "already seen (replayed checkpoint)")
+    return VerifiedCheckpoint(cp, fresh.timestamp)
+
+
+def _check_consistency(cp: Checkpoint, state: ClientState, consistency: Sequence[bytes]) -> None:
+    """Step 12: the checkpoint extends the one ``state`` accepted (never smaller, never a fork)."""
     if cp.size < state.checkpoint_size:
         raise ConsistencyError(f"checkpoint size {cp.size} is smaller than the size {state.checkpoint_size} "
                                "already seen: the log went backwards")
@@ -180,18 +213,24 @@ def verify_checkpoint(checkpoint: bytes, *, trust_root: TrustRoot, state: Client
             raise ConsistencyError(f"checkpoint of size {cp.size} has root {cp.root.hex()} but this client saw root "
                                    f"{state.checkpoint_root.hex()} at that size: the log forked (split view)")
         verify_consistency(state.checkpoint_size, cp.size, consistency, state.checkpoint_root, cp.root)
-    return VerifiedCheckpoint(cp, fresh.timestamp)
 
 
 def _verify_inclusion(entry: bytes, proof: bytes, checkpoint: Checkpoint) -> TlogProof:
     """Step 11: the tlog-proof is for ``checkpoint``'s tree and includes ``entry``."""
-    _check_size(proof, MAX_PROOF_SIZE, "inclusion proof")
     parsed = parse_tlog_proof(proof)
     text, _ = parse_note(parsed.checkpoint)
     if parse_checkpoint_body(text) != checkpoint:
         raise ProofError("inclusion proof: it is relative to another tree head than the verified checkpoint")
     verify_inclusion(parsed.index, checkpoint.size, leaf_hash(entry), parsed.hashes, checkpoint.root)
     return parsed
+
+
+def _check_newest(index: int, size: int, state: ClientState) -> None:
+    """Step 13 (freeze): every entry after ``index`` must be a trust-root rotation already followed."""
+    later = size - 1 - index
+    if later > len(state.rotation_indexes) or any(i not in state.rotation_indexes for i in range(index + 1, size)):
+        raise FreezeError(f"the bundle offered as current is entry {index} but the checkpoint holds {size} entries: "
+                          "a newer entry is being held back (freeze attack)")
 
 
 def _check_epoch(keyset: Keyset, state: ClientState, now: int) -> bool:
@@ -217,15 +256,20 @@ def _check_epoch(keyset: Keyset, state: ClientState, now: int) -> bool:
 
 
 def verify_update(bundle: bytes, proof: bytes, checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState,
-                  now: int, consistency: Sequence[bytes] = ()) -> VerifiedUpdate:
+                  now: int, consistency: Sequence[bytes] = (), require_latest: bool = True) -> VerifiedUpdate:
     """Verify a bundle, its inclusion proof and the latest checkpoint; return the new state.
 
     ``trust_root`` is the bootstrap root shipped with the app; ``state`` the last saved state
     (``ClientState()`` on first run); ``now`` POSIX seconds; ``consistency`` the RFC 9162 proof from
     the state's checkpoint size to the new checkpoint's size (empty when the state has none or the
-    size is unchanged). Steps are numbered in the module docstring.
+    size is unchanged). With ``require_latest`` (the default) the bundle must be the newest entry
+    of the checkpoint, only trust-root rotations already followed (``state.rotation_indexes``) may
+    come after it (step 13, :class:`FreezeError`); pass ``False`` only for the older epochs of a
+    catch-up, which are followed by a check of the newest one. Steps are numbered in the module
+    docstring.
     """
     _check_size(bundle, MAX_BUNDLE_SIZE, "bundle")                                   # 1
+    _check_sizes(checkpoint, proof, consistency)
     root = state.trust_root_in_force(trust_root)
     root.check_not_expired(now)                                                      # 2
     envelope = parse_bundle(bundle)
@@ -236,8 +280,11 @@ def verify_update(bundle: bytes, proof: bytes, checkpoint: bytes, *, trust_root:
     else:
         keyset = verify_parsed_bundle(envelope, root, bytes(bundle)).keyset                                  # 3-7
     changed = _check_epoch(keyset, state, now)                                       # 8-9
-    vcp = verify_checkpoint(checkpoint, trust_root=root, state=state, now=now, consistency=consistency)  # 10, 12
+    vcp = _open_checkpoint(checkpoint, trust_root=root, state=state, now=now)        # 10
     parsed = _verify_inclusion(bundle, proof, vcp.checkpoint)                        # 11
+    _check_consistency(vcp.checkpoint, state, consistency)                           # 12
+    if require_latest:
+        _check_newest(parsed.index, vcp.checkpoint.size, state)                      # 13
     new_state = replace(state, keyset=keyset.raw, checkpoint_size=vcp.checkpoint.size,
                         checkpoint_root=vcp.checkpoint.root, freshness_time=vcp.freshness_time)
     return VerifiedUpdate(keyset.epoch, keyset, keyset.active_fleets(now), vcp.checkpoint,
@@ -253,13 +300,17 @@ def verify_trust_root_update(envelope: bytes, proof: bytes, checkpoint: bytes, *
     included in a checkpoint that verifies and is consistent with the state (steps 10-12).
     """
     _check_size(envelope, MAX_BUNDLE_SIZE, "trust root update")
+    _check_sizes(checkpoint, proof, consistency)
     current = state.trust_root_in_force(trust_root)
     new_root = verify_rotation(current, envelope)
     vcp = verify_checkpoint(checkpoint, trust_root=current, state=state, now=now, consistency=consistency)
-    _verify_inclusion(envelope, proof, vcp.checkpoint)
+    parsed = _verify_inclusion(envelope, proof, vcp.checkpoint)
     new_root.check_not_expired(now)
+    if len(state.rotation_indexes) >= MAX_ROTATIONS:
+        raise TrustRootError(f"more than {MAX_ROTATIONS} trust-root rotations")
     return replace(state, trust_root=bytes(envelope), checkpoint_size=vcp.checkpoint.size,
-                   checkpoint_root=vcp.checkpoint.root, freshness_time=vcp.freshness_time)
+                   checkpoint_root=vcp.checkpoint.root, freshness_time=vcp.freshness_time,
+                   rotation_indexes=(*state.rotation_indexes, parsed.index))
 
 
 __all__ = [

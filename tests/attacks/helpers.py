@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.attacks.simulator import Simulator
-from tests.factory import T0
+from tests.factory import T0, SeedSigner, World
 from verifier.bundle import parse_bundle
 from verifier.checkpoint import parse_checkpoint_body
 from verifier.client import Client
 from verifier.note import parse_note
-from verifier.trustroot import TrustRoot, load_trust_root
+from verifier.trustroot import TrustRoot, load_trust_root, sign_trust_root
 from verifier.update import ClientState, VerifiedUpdate, verify_update
 
 #: The clock of most tests: one minute after the simulator's default freshness cosignature time.
@@ -71,13 +71,18 @@ def consistency_for(sim: Simulator, state: ClientState, checkpoint: bytes) -> li
 
 def verify(sim: Simulator, epoch: int, state: ClientState, *, now: int = NOW, bundle: bytes | None = None,
            proof: bytes | None = None, checkpoint: bytes | None = None, consistency: Sequence[bytes] | None = None,
-           trust_root: TrustRoot | None = None) -> VerifiedUpdate:
-    """Run :func:`verify_update` on what ``sim`` serves for ``epoch``, any part replaced."""
+           trust_root: TrustRoot | None = None, require_latest: bool = False) -> VerifiedUpdate:
+    """Run :func:`verify_update` on what ``sim`` serves for ``epoch``, any part replaced.
+
+    ``require_latest`` is off by default: most attacks here target the steps before the freeze check,
+    and their setups verify older epochs against the full log, as a catch-up does.
+    """
     served_bundle, served_proof, served_checkpoint = sim.material(epoch)
     checkpoint = served_checkpoint if checkpoint is None else checkpoint
     return verify_update(served_bundle if bundle is None else bundle, served_proof if proof is None else proof,
                          checkpoint, trust_root=trust_root or sim.world.trust_root(), state=state, now=now,
-                         consistency=consistency_for(sim, state, checkpoint) if consistency is None else consistency)
+                         consistency=consistency_for(sim, state, checkpoint) if consistency is None else consistency,
+                         require_latest=require_latest)
 
 
 def with_fields(body: bytes, **fields) -> bytes:
@@ -114,3 +119,21 @@ def assert_next_epoch_refused(sim: Simulator, state_dir: Path, forged: bytes, cl
         verify(sim, epoch, state, trust_root=root)
     with client_refuses(client, cls, fragment):
         client.refresh()
+
+
+# -- trust-root rotations -------------------------------------------------------------------------
+
+ANCHOR_V2, OPERATOR_V2 = SeedSigner("anchor v2"), SeedSigner("operator v2")
+ANCHOR_V3, OPERATOR_V3 = SeedSigner("anchor v3"), SeedSigner("operator v3")
+
+
+def root_envelope(world: World, version: int, anchor: SeedSigner, operator: SeedSigner, signers) -> bytes:
+    body = world.trust_root_body(version, anchors=[anchor], countersigners=[operator])
+    return sign_trust_root(body, signers)
+
+
+def v2(world: World, *, old: bool = True, new: bool = True) -> bytes:
+    """Root v2 with new anchor and operator keys, signed by the old keys, the new keys, or both."""
+    signers = ([("anchor", world.anchor), ("countersigner", world.countersigner)] if old else []) + (
+        [("anchor", ANCHOR_V2), ("countersigner", OPERATOR_V2)] if new else [])
+    return root_envelope(world, 2, ANCHOR_V2, OPERATOR_V2, signers)

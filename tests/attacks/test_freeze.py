@@ -10,9 +10,9 @@ import requests
 
 from tests.attacks.helpers import NOW, client_refuses, core_refuses, disk, state_at, verify
 from tests.attacks.simulator import SimResponse, Simulator
-from tests.factory import DAY, T0
+from tests.factory import DAY, T0, World
 from verifier.client import FetchError
-from verifier.errors import ExpiredError, RollbackError
+from verifier.errors import ExpiredError, FreezeError, RollbackError
 from verifier.update import ClientState
 
 HOUR = 3600
@@ -112,3 +112,40 @@ def test_offline_without_saved_state_is_an_error(sim: Simulator, state_dir: Path
     client = sim.client(state_dir)
     with client_refuses(client, FetchError, "no verified state saved yet"):
         client.refresh()
+
+
+# -- hold-back: an older epoch served as current under the fresh, honest checkpoint -------------------
+
+
+def test_old_epoch_served_as_latest_to_a_new_client_is_refused(tmp_path):
+    """A distributor (or CDN) answers /bundles/latest with epoch 1 while the checkpoint holds 3."""
+    sim = Simulator(World())
+    for _ in range(3):
+        sim.add_epoch()
+    sim.override("/api/v1/bundles/latest", sim.get("/api/v1/bundles/1"))
+    client = sim.client(tmp_path / "c")
+    with client_refuses(client, FreezeError, "held back"):
+        client.refresh()
+
+
+def test_revocation_held_back_from_an_existing_client_is_refused(tmp_path):
+    """The client is at epoch 2; epoch 3 (a revocation) is logged but /latest keeps answering epoch 2."""
+    sim = Simulator(World())
+    sim.add_epoch()
+    sim.add_epoch()
+    client = sim.client(tmp_path / "c")
+    assert client.refresh().epoch == 2
+    sim.add_epoch()
+    sim.override("/api/v1/bundles/latest", sim.get("/api/v1/bundles/2"))
+    with client_refuses(client, FreezeError, "held back"):
+        client.refresh()
+
+
+def test_pure_core_requires_the_newest_entry_by_default():
+    sim = Simulator(World())
+    for _ in range(3):
+        sim.add_epoch()
+    state = ClientState()
+    with core_refuses(state, FreezeError, "entry 0 but the checkpoint holds 3 entries"):
+        verify(sim, 1, state, require_latest=True)
+    assert verify(sim, 3, state, require_latest=True).epoch == 3

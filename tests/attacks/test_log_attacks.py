@@ -7,12 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.attacks.helpers import client_refuses, core_refuses, state_at, verify, with_fields
+from tests.attacks.helpers import client_refuses, core_refuses, state_at, v2, verify, with_fields
 from tests.attacks.simulator import Simulator, Witness
-from tests.factory import SeedSigner, World
+from tests.factory import SeedSigner, World, fleet
 from verifier.checkpoint import Checkpoint
 from verifier.cosignature import add_cosignatures
-from verifier.errors import ConsistencyError, MismatchError, ProofError, SignatureError, ThresholdError
+from verifier.errors import (
+    ChainError,
+    ConsistencyError,
+    MismatchError,
+    ProofError,
+    RollbackError,
+    SignatureError,
+    ThresholdError,
+)
 from verifier.note import sign_note
 from verifier.update import ClientState
 
@@ -104,7 +112,7 @@ def test_bundle_not_in_the_log_is_refused(sim3: Simulator) -> None:
 
 
 def test_checkpoint_smaller_than_saved_is_refused(sim3: Simulator, state_dir: Path) -> None:
-    sim3.append(b"a later entry")                  # size 4, epoch 3 still the latest bundle
+    sim3.publish_trust_root(v2(sim3.world))        # size 4, epoch 3 still the latest bundle
     client = sim3.client(state_dir)
     client.refresh()
     state = state_at(sim3, 3)
@@ -117,15 +125,15 @@ def test_checkpoint_smaller_than_saved_is_refused(sim3: Simulator, state_dir: Pa
 
 
 def forked_pair(world: World, witness: Witness | None = None, *, extra: int = 0) -> tuple[Simulator, Simulator]:
-    """Two views of one log (same keys): the same epochs 1..2, then a different last entry."""
+    """Two views of one log (same keys): the same epochs 1..2, then a different epoch 3 (and more in B)."""
     a, b = Simulator(world, witness=witness), Simulator(world, witness=witness)
     for sim in (a, b):
         for _ in range(2):
             sim.add_epoch()
-    a.append(b"entry shown to client A")
-    b.append(b"entry shown to client B")
-    for i in range(extra):
-        b.append(b"more of fork B %d" % i)
+    a.add_epoch(fleets=[fleet("shown-to-a")])
+    b.add_epoch(fleets=[fleet("shown-to-b")])
+    for _ in range(extra):
+        b.add_epoch()
     return a, b
 
 
@@ -138,11 +146,16 @@ def test_forked_checkpoint_split_view_is_refused(world: World, tmp_path: Path, e
     assert client_a.refresh().checkpoint_size == 3
     assert client_b.refresh().checkpoint_size == 3 + extra
 
-    # The moment client A is shown B's history, the fork is detected.
+    # The moment client A is shown B's history, the fork is detected: B's epoch 3 contradicts the one A
+    # accepted (same epoch, other keyset), or B's epoch 4 does not chain to A's epoch 3.
     view_a.split_view("a", view_b)
+    if extra == 0:
+        with client_refuses(client_a, RollbackError, "(equivocation)"):
+            client_a.refresh()
+    else:
+        with client_refuses(client_a, ChainError, "forked history"):
+            client_a.refresh()
     fragment = "the log forked (split view)" if extra == 0 else "consistency proof: computed"
-    with client_refuses(client_a, ConsistencyError, fragment):
-        client_a.refresh()
 
     state = state_at(view_a, 2)                       # client A's view: size 3, root of A
     assert (state.checkpoint_size, state.checkpoint_root) == (3, view_a.tree_head().root)
@@ -158,7 +171,7 @@ def test_split_view_without_witness_cosignature_is_refused(tmp_path: Path) -> No
     view_a, view_b = forked_pair(world, witness)
     client_a = view_a.client(tmp_path / "a", name="a")
     client_b = view_b.client(tmp_path / "b", name="b")
-    assert client_a.refresh().epoch == 2              # the honest witness cosigned A's tree head
+    assert client_a.refresh().epoch == 3              # the honest witness cosigned A's tree head
     # The witness refuses to cosign B (not consistent with A), so a client requiring 1 witness refuses B.
     with client_refuses(client_b, ThresholdError, "witness cosignatures: 0 distinct trusted keys cosigned, 1 required"):
         client_b.refresh()

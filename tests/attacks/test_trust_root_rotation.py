@@ -8,28 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.attacks.helpers import NOW, client_refuses, core_refuses, disk, state_at
+from tests.attacks.helpers import (
+    ANCHOR_V2,
+    ANCHOR_V3,
+    NOW,
+    OPERATOR_V2,
+    OPERATOR_V3,
+    client_refuses,
+    core_refuses,
+    disk,
+    root_envelope,
+    state_at,
+    v2,
+)
 from tests.attacks.simulator import Simulator
-from tests.factory import SeedSigner, World
+from tests.factory import World
 from verifier.client import Client
 from verifier.errors import RollbackError, ThresholdError, TrustRootError
 from verifier.trustroot import sign_trust_root
 from verifier.update import ClientState, verify_trust_root_update
-
-ANCHOR_V2, OPERATOR_V2 = SeedSigner("anchor v2"), SeedSigner("operator v2")
-ANCHOR_V3, OPERATOR_V3 = SeedSigner("anchor v3"), SeedSigner("operator v3")
-
-
-def root_envelope(world: World, version: int, anchor: SeedSigner, operator: SeedSigner, signers) -> bytes:
-    body = world.trust_root_body(version, anchors=[anchor], countersigners=[operator])
-    return sign_trust_root(body, signers)
-
-
-def v2(world: World, *, old: bool = True, new: bool = True) -> bytes:
-    """Root v2 with new anchor and operator keys, signed by the old keys, the new keys, or both."""
-    signers = ([("anchor", world.anchor), ("countersigner", world.countersigner)] if old else []) + (
-        [("anchor", ANCHOR_V2), ("countersigner", OPERATOR_V2)] if new else [])
-    return root_envelope(world, 2, ANCHOR_V2, OPERATOR_V2, signers)
 
 
 def core_rotate(sim: Simulator, version: int, state: ClientState) -> ClientState:

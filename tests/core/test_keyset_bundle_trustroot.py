@@ -354,16 +354,24 @@ def test_keyset_refuses_invalid_points(world, algorithm, key):
 
 
 def test_keyset_accepts_valid_points_of_every_algorithm(world):
+    for algorithm, key in (("x25519", fleet_key("x")), ("ed25519", fleet_key("e", "ed25519")),
+                           ("p256", P256_GOOD)):
+        obj = keyset_obj(world)
+        obj["fleets"][0] = dict(obj["fleets"][0], algorithm=algorithm, public_key=base64.b64encode(key).decode())
+        assert parse_keyset(dumps_canonical(obj)).fleets[0].public_key == key
+
+
+def test_keyset_refuses_compressed_p256_twin_of_a_valid_key(world):
+    """One encoding per key: the compressed form of a valid P-256 key would give a second digest."""
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     compressed = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), P256_GOOD).public_bytes(
         Encoding.X962, PublicFormat.CompressedPoint)
-    for algorithm, key in (("x25519", fleet_key("x")), ("ed25519", fleet_key("e", "ed25519")),
-                           ("p256", P256_GOOD), ("p256", compressed)):
-        obj = keyset_obj(world)
-        obj["fleets"][0] = dict(obj["fleets"][0], algorithm=algorithm, public_key=base64.b64encode(key).decode())
-        assert parse_keyset(dumps_canonical(obj)).fleets[0].public_key == key
+    obj = keyset_obj(world)
+    obj["fleets"][0] = dict(obj["fleets"][0], algorithm="p256", public_key=base64.b64encode(compressed).decode())
+    with pytest.raises(FormatError, match="uncompressed"):
+        parse_keyset(dumps_canonical(obj))
 
 
 def test_canonicalize_keyset(world):
