@@ -68,7 +68,8 @@ def digest(ns: str, epoch: int) -> bytes:
 def journal_only(data: Path, n: int) -> tuple[float, dict[str, float]]:
     signer = load_signer(f"file:{data / 'anchor.key'}")
     journal = Journal(data / "bench-journal.sqlite")
-    journal.create_namespace("j", ciphersuite=1, status=STATUS_ONLINE, log_directory=None, now_ms=1, client="bench")
+    journal.create_namespace("j", ciphersuite=1, status=STATUS_ONLINE, log_directory=None, now_ms=1, client="bench",
+                             mode="digest")
     split = {"lock": 0.0, "sign": 0.0, "commit": 0.0}
     start = time.perf_counter()
     for epoch in range(1, n + 1):
@@ -169,7 +170,7 @@ def main() -> None:
         namespaces = ["seq"] + [f"t{i}" for i in range(args.threads)]
         journal = Journal(data / "journal.sqlite")
         for ns in namespaces:
-            journal.create_namespace(ns, ciphersuite=1, status=STATUS_ONLINE, log_directory=None, now_ms=1,
+            journal.create_namespace(ns, ciphersuite=1, status=STATUS_ONLINE, log_directory=None, now_ms=1, mode="digest",
                                      client="bench")
         journal.close()
         token = (data / "tokens" / "write.token").read_text().strip()
@@ -179,7 +180,7 @@ def main() -> None:
         more = [f"w{i}" for i in range(args.threads)]
         journal = Journal(data / "journal.sqlite")
         for ns in more:
-            journal.create_namespace(ns, ciphersuite=1, status=STATUS_ONLINE, log_directory=None, now_ms=1,
+            journal.create_namespace(ns, ciphersuite=1, status=STATUS_ONLINE, log_directory=None, now_ms=1, mode="digest",
                                      client="bench")
         journal.close()
         with serve(data, workers=2, threads=max(4, args.threads)) as url:

@@ -1,6 +1,7 @@
 """``fleetkeys countersign`` and ``fleetkeys publish`` (the operator's side).
 
-    fleetkeys publish KEYSET.json --signer URL --countersign-key REF [--trust-root FILE]
+    fleetkeys publish KEYSET.json --signer URL --countersign-key REF
+                      (--trust-root FILE | --anchor-key HEX_OR_VKEY ...)
                       [--distributor URL] [--out BUNDLE] [--signer-token-file F] [--token-file F]
                       [--digest-only]
     fleetkeys countersign --keyset KEYSET.json --response ANCHOR.json --key REF
@@ -9,7 +10,8 @@
 Tokens never come from argv: the signer's write token from ``--signer-token-file`` or
 ``$FLEETKEYS_SIGNER_TOKEN``, the distributor's publish token from ``--token-file`` or
 ``$FLEETKEYS_PUBLISH_TOKEN`` (token files must be mode 0600). Exit codes: 0 done; 1 refused or
-failed (the reason on stderr); 2 usage error.
+failed (the reason on stderr); 2 usage error. Key references never take ``pin-value=`` (argv is
+readable in ``/proc/<pid>/cmdline``): use ``pin-source=`` or ``$FLEETKEYS_PKCS11_PIN``.
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ def _parse_anchor_key(value: str) -> bytes:
 @click.option("--signer", "signer_url", required=True, help="Anchor signer base URL.")
 @click.option("--countersign-key", required=True, help="Operator key reference: file:PATH or pkcs11:...")
 @click.option("--trust-root", "trust_root_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Trust root (envelope) the bundle must verify against, as clients will. Without it the "
-                   "signer's advertised keys and the countersign key are used (a consistency check only).")
+              help="Trust root (envelope) the bundle must verify against, as clients will.")
+@click.option("--anchor-key", "anchor_keys", multiple=True,
+              help="Instead of --trust-root: a trusted anchor key (hex or vkey); repeatable. The signer's "
+                   "advertised keys are never trusted by themselves.")
 @click.option("--distributor", "distributor_url", help="Distributor base URL: check the chain, then post the bundle.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the bundle (default KEYSET.bundle.json beside the keyset).")
@@ -75,11 +79,16 @@ def _parse_anchor_key(value: str) -> bytes:
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"File with the distributor publish token (default ${PUBLISH_TOKEN_ENV}).")
 @click.option("--digest-only", is_flag=True,
-              help="Use Plexi's digest-only endpoint (for a Plexi auditor) instead of /api/v1/sign-keyset.")
+              help="Use Plexi's digest-only endpoint (for a Plexi auditor, or a digest-mode namespace of our "
+                   "signer) instead of /api/v1/sign-keyset.")
 def publish_cmd(keyset_path: Path, signer_url: str, countersign_key: str, trust_root_path: Path | None,
-                distributor_url: str | None, out: Path | None, signer_token_file: Path | None,
-                token_file: Path | None, digest_only: bool) -> None:
+                anchor_keys: tuple[str, ...], distributor_url: str | None, out: Path | None,
+                signer_token_file: Path | None, token_file: Path | None, digest_only: bool) -> None:
     """Validate KEYSET.json, get it anchor-signed, countersign, verify, write and post the bundle."""
+    if (trust_root_path is None) == (not anchor_keys):
+        raise click.UsageError("give either --trust-root or at least one --anchor-key (which anchor the bundle "
+                               "must be signed by is the operator's choice, not the signer's)")
+    keys = tuple(_parse_anchor_key(k) for k in anchor_keys)
     try:
         signer_token = read_token(signer_token_file, SIGNER_TOKEN_ENV)
         publish_token = read_token(token_file, PUBLISH_TOKEN_ENV) if distributor_url else None
@@ -94,7 +103,8 @@ def publish_cmd(keyset_path: Path, signer_url: str, countersign_key: str, trust_
         out = keyset_path.with_name(stem + ".bundle.json")
     req = PublishRequest(keyset_path=keyset_path, signer_url=signer_url, countersign_key=countersign_key,
                          signer_token=signer_token, out=out, trust_root_path=trust_root_path,
-                         distributor_url=distributor_url, publish_token=publish_token, digest_only=digest_only)
+                         distributor_url=distributor_url, publish_token=publish_token, digest_only=digest_only,
+                         anchor_keys=keys)
     started = time.monotonic()
     try:
         result = publish(req, progress=lambda line: click.echo(line))
@@ -141,8 +151,8 @@ def countersign_cmd(keyset_path: Path, response_path: Path, key_ref: str, trust_
         else:
             trust_root = derived_trust_root(expected.namespace, keys, signer.public_key, now)
         csig = countersign(anchor.statement, anchor.signature, expected=expected, anchor_keys=trust_root.anchors,
-                           signer=signer, keyset=keyset)
-        anchors = verify_anchor_signatures(anchor.statement, [anchor.signature], trust_root.anchors)
+                           signer=signer, keyset=keyset, key_ids=[anchor.key_id])
+        anchors = verify_anchor_signatures(anchor.statement, [anchor.signature], trust_root.anchors, [anchor.key_id])
         bundle = build_bundle(anchor.statement, keyset, anchors, [(signer.public_key, csig)])
         verify_bundle(bundle, trust_root)
         if out == "-":

@@ -6,7 +6,11 @@ signs only if what came back is exactly that, checked in this order:
 
 1. every anchor signature verifies (strictly) over the statement bytes under a distinct trusted
    anchor key, and at least the group's threshold of distinct keys signed (an unverifiable signature
-   is refused, not skipped: the countersignature covers every anchor signature it is given);
+   is refused, not skipped: the countersignature covers every anchor signature it is given). A
+   signature that comes with a one-byte key id (Plexi's ``key_id``, the last byte of the key) is
+   tried only under trusted keys with that last byte, as
+   :func:`verifier.signatures.verify_threshold` does for bundles; one without is tried under every
+   trusted key. The hint only narrows the search, it never makes a key trusted;
 2. the statement bytes parse strictly (:func:`verifier.statement.parse_statement`), only now that a
    trusted signature over them verified;
 3. the statement's namespace, epoch and digest equal the expected ones;
@@ -92,23 +96,30 @@ def _anchor_group(anchor_keys: AnchorKeys) -> tuple[tuple[bytes, ...], int]:
 
 
 def verify_anchor_signatures(statement_bytes: bytes, anchor_signatures: Sequence[bytes],
-                             anchor_keys: AnchorKeys) -> list[tuple[bytes, bytes]]:
+                             anchor_keys: AnchorKeys, key_ids: Sequence[int | None] | None = None
+                             ) -> list[tuple[bytes, bytes]]:
     """Return ``[(anchor public key, signature), ...]`` in the given order, or raise.
 
     Each signature must verify (strictly) under a trusted key not already used by an earlier one, and
-    at least the threshold of distinct keys (1 for a plain key list) must have signed. Keys are tried
-    by their one-byte hint first, then all others, so a hint never decides trust.
+    at least the threshold of distinct keys (1 for a plain key list) must have signed. ``key_ids``
+    (one per signature, ``None`` for unknown) are the signer's one-byte hints: a signature with a hint
+    is tried only under trusted keys whose last byte equals it (as
+    :func:`verifier.signatures.verify_threshold` does), one without a hint under every trusted key.
     """
     keys, threshold = _anchor_group(anchor_keys)
     if not keys or threshold < 1:
         raise AnchorSignatureRefused("countersign: no trusted anchor key configured")
     if not anchor_signatures:
         raise AnchorSignatureRefused("countersign: no anchor signature given")
+    hints = list(key_ids) if key_ids is not None else [None] * len(anchor_signatures)
+    if len(hints) != len(anchor_signatures):
+        raise ValueError("verify_anchor_signatures: one key id (or None) per signature")
     out: list[tuple[bytes, bytes]] = []
     used: set[bytes] = set()
     for i, sig in enumerate(anchor_signatures):
+        hint = hints[i]
         for key in keys:
-            if key in used:
+            if key in used or (hint is not None and key[-1] != hint):
                 continue
             try:
                 ed25519.verify(key, statement_bytes, sig, what="anchor signature")
@@ -118,9 +129,10 @@ def verify_anchor_signatures(statement_bytes: bytes, anchor_signatures: Sequence
             out.append((key, bytes(sig)))
             break
         else:
+            with_hint = "" if hint is None else f" with key id {hint}"
             raise AnchorSignatureRefused(
-                f"countersign: anchor signature #{i + 1} does not verify under any trusted anchor key not already "
-                f"counted ({', '.join(k.hex()[:16] + '…' for k in keys)})")
+                f"countersign: anchor signature #{i + 1} does not verify under any trusted anchor key{with_hint} not "
+                f"already counted ({', '.join(k.hex()[:16] + '…' for k in keys)})")
     if len(used) < threshold:
         raise AnchorSignatureRefused(f"countersign: {len(used)} distinct trusted anchor key(s) signed, "
                                      f"{threshold} required")
@@ -160,15 +172,17 @@ def check_statement(statement_bytes: bytes, expected: ExpectedStatement, keyset:
 
 
 def countersign(statement_bytes: bytes, anchor_signature: bytes | Sequence[bytes], *, expected: ExpectedStatement,
-                anchor_keys: AnchorKeys, signer: Signer, keyset: bytes | None = None) -> bytes:
+                anchor_keys: AnchorKeys, signer: Signer, keyset: bytes | None = None,
+                key_ids: Sequence[int | None] | None = None) -> bytes:
     """Verify the anchor's answer (module docstring, steps 1-4), then return the countersignature.
 
-    ``anchor_signature`` is one 64-byte signature or several (bundle order). Raises a
+    ``anchor_signature`` is one 64-byte signature or several (bundle order); ``key_ids`` their
+    one-byte hints, if known (see :func:`verify_anchor_signatures`). Raises a
     :class:`CountersignRefused` subclass and signs nothing if any check fails.
     """
     sigs = [anchor_signature] if isinstance(anchor_signature, bytes | bytearray) else list(anchor_signature)
     statement_bytes = bytes(statement_bytes)
-    verify_anchor_signatures(statement_bytes, sigs, anchor_keys)
+    verify_anchor_signatures(statement_bytes, sigs, anchor_keys, key_ids)
     check_statement(statement_bytes, expected, keyset)
     return signer.sign(countersignature_message(statement_bytes, [bytes(s) for s in sigs]))
 

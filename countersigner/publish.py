@@ -10,13 +10,16 @@
    not issued in the future);
 2. **countersign key**: load it (``file:`` or ``pkcs11:``);
 3. **trust**: read the signer's ``/info``; with ``trust_root``, require the keyset's namespace, the
-   countersign key and one of the signer's keys to be in it; without one, build one from the signer's
-   keys and the countersign key (it then only proves the parts fit together, not whom to trust);
+   countersign key and one of the signer's keys to be in it; with explicit ``anchor_keys`` instead,
+   require one of the signer's keys to be among them and check the bundle against those keys and the
+   countersign key. One of the two is required: the signer's unauthenticated ``/info`` is never
+   trusted to say which anchor key the operator vouches for;
 4. **log chain** (with a distributor): ``GET /api/v1/bundles/latest`` must be epoch ``epoch - 1`` with
    the keyset digest our ``previous`` names (404: the log is empty, so epoch must be 1); the same
    keyset as the latest is allowed, so an interrupted publish can be re-run;
 5. **anchor**: ``POST /api/v1/sign-keyset`` (or, with ``digest_only``, Plexi's
-   ``POST /namespaces/<ns>/audits``), retried on connection errors and 502/503/504 — safe, because
+   ``POST /namespaces/<ns>/audits``, which the signer accepts only for a ``digest``-mode namespace),
+   retried on connection errors and 502/503/504 — safe, because
    the signer answers a repeat with the journalled signature;
 6. **countersign**: :func:`countersigner.countersign.countersign` over exactly the requested statement;
 7. **bundle**: assemble it and verify it with :func:`verifier.bundle.verify_bundle`, as a client would;
@@ -63,6 +66,8 @@ MAX_TOKEN_FILE = 4096
 #: How far in the future a keyset's issued_at may be (clock skew between operator machines).
 MAX_ISSUE_SKEW = 600
 TIMEOUT = (5, 30)
+#: Bytes added to a measured bundle size (see ``_check_fits_in_a_bundle``).
+BUNDLE_SIZE_MARGIN = 64
 RETRIES = 3
 
 
@@ -213,11 +218,11 @@ def parse_anchor_response(obj: Any) -> AnchorResponse:
 
 
 def derived_trust_root(namespace: str, anchor_keys: list[bytes], countersigner_key: bytes, now: int) -> TrustRoot:
-    """A trust root of the signer's advertised keys and the countersign key, for checking a bundle.
+    """A trust root of the given anchor keys and the countersign key, for checking a bundle.
 
-    Used when no ``--trust-root`` is given: it proves the bundle is well-formed and that its
-    signatures fit together, not that the anchor is the one clients trust. The log and freshness
-    keys are random placeholders (a trust root must name them; a bundle check never reads them).
+    Used with explicit ``--anchor-key`` instead of ``--trust-root``: the anchors are the operator's own
+    choice, never the keys a signer advertises. The log and freshness keys are random placeholders
+    (a trust root must name them; a bundle check never reads them).
     """
     def placeholder(name: str, alg: int) -> NoteVerifier:
         from verifier.ed25519 import public_key_from_seed
@@ -250,6 +255,8 @@ class PublishRequest:
     distributor_url: str | None = None
     publish_token: str | None = None
     digest_only: bool = False
+    #: Trusted anchor public keys (32 bytes each), used when there is no ``trust_root_path``.
+    anchor_keys: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -281,10 +288,16 @@ def _check_fits_in_a_bundle(keyset: Keyset, now: int) -> None:
     """Refuse a keyset whose bundle would exceed ``MAX_BUNDLE_SIZE``, before an epoch is spent on it.
 
     The bundle's size depends only on the byte lengths of its parts (and the key-id digits), so a
-    bundle with a same-length statement and placeholder signatures measures it, plus a small margin.
+    bundle with a same-length statement and placeholder signatures measures it. The namespace's
+    ciphersuite is the signer's to say, so the larger statement of the two ciphersuites is measured
+    (bincode's, ciphersuite 2), plus :data:`BUNDLE_SIZE_MARGIN` bytes for the key-id digits (the
+    placeholders' ids are one digit, real ones up to three) and a longer timestamp.
     """
-    statement = Statement(1, keyset.namespace, now * 1000, keyset.epoch, keyset.digest).encode()
-    size = len(build_bundle(statement, keyset.raw, [(bytes(32), bytes(64))], [(bytes(32), bytes(64))])) + 16
+    size = 0
+    for ciphersuite in (1, 2):
+        statement = Statement(ciphersuite, keyset.namespace, now * 1000, keyset.epoch, keyset.digest).encode()
+        bundle = build_bundle(statement, keyset.raw, [(bytes(32), bytes(64))], [(bytes(32), bytes(64))])
+        size = max(size, len(bundle) + BUNDLE_SIZE_MARGIN)
     if size > MAX_BUNDLE_SIZE:
         raise PublishError(f"keyset: its bundle would be about {size} bytes, over the {MAX_BUNDLE_SIZE}-byte limit of "
                            f"one log entry ({len(keyset.raw)} keyset bytes, {len(keyset.fleets)} fleets)")
@@ -338,6 +351,11 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
     session = session or requests.Session()
     if req.distributor_url and not req.publish_token:
         raise PublishError(f"distributor: no publish token ({PUBLISH_TOKEN_ENV} or --token-file)")
+    if req.trust_root_path is None and not req.anchor_keys:
+        raise PublishError("trust: give a trust root (--trust-root) or the trusted anchor keys (--anchor-key); "
+                           "the signer's own /info is not a reason to trust its key")
+    if req.trust_root_path is not None and req.anchor_keys:
+        raise PublishError("trust: give a trust root or anchor keys, not both")
 
     # 1. keyset
     try:
@@ -385,9 +403,13 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
             raise PublishError("none of the signer's keys (/info) is a trusted anchor in the trust root")
         progress(f"[3/8] trust root v{trust_root.version}: signer key and countersign key are trusted")
     else:
-        trust_root = derived_trust_root(keyset.namespace, signer_keys, cs_signer.public_key, now)
-        progress("[3/8] no --trust-root: checking against the signer's advertised keys "
-                 f"({', '.join(k.hex()[:16] + '…' for k in signer_keys)}) and the countersign key")
+        if not set(req.anchor_keys) & set(signer_keys):
+            raise PublishError("none of the signer's keys (/info: "
+                               f"{', '.join(k.hex()[:16] + '…' for k in signer_keys) or 'none'}) is a trusted "
+                               "--anchor-key")
+        trust_root = derived_trust_root(keyset.namespace, list(req.anchor_keys), cs_signer.public_key, now)
+        progress("[3/8] no --trust-root: checking against the given anchor key(s) "
+                 f"({', '.join(k.hex()[:16] + '…' for k in req.anchor_keys)}) and the countersign key")
 
     # 4. log chain
     if req.distributor_url:
@@ -419,8 +441,9 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
     # 6. countersign
     expected = ExpectedStatement.for_keyset(keyset)
     csig = countersign(anchor.statement, anchor.signature, expected=expected, anchor_keys=trust_root.anchors,
-                       signer=cs_signer, keyset=keyset.raw)
-    (anchor_key, _), = verify_anchor_signatures(anchor.statement, [anchor.signature], trust_root.anchors)
+                       signer=cs_signer, keyset=keyset.raw, key_ids=[anchor.key_id])
+    (anchor_key, _), = verify_anchor_signatures(anchor.statement, [anchor.signature], trust_root.anchors,
+                                                [anchor.key_id])
     progress("[6/8] anchor signature verified over exactly the requested statement; countersigned")
 
     # 7. bundle

@@ -15,11 +15,15 @@ Bearer token (``Authorization: Bearer <token>``, see :mod:`signer.config`):
 
 ==========================================  ==========  =================================================
 ``POST /namespaces/<ns>/audits``            write       ``{"epoch": N, "digest": "<hex32>"}`` → signature
-                                                        response (Plexi's digest-only path)
+                                                        response (Plexi's digest-only path; only for
+                                                        ``digest``-mode namespaces, else 409
+                                                        ``keyset-required``)
 ``POST /api/v1/sign-keyset``                write       body = canonical keyset bytes; the signer
                                                         recomputes the digest and checks namespace,
-                                                        epoch and ``previous`` against its journal
-``POST /namespaces``                        admin       create a namespace (201; 200 if it exists alike)
+                                                        epoch, ``previous`` and ``issued_at`` against
+                                                        its journal
+``POST /namespaces``                        admin       create a namespace (201; 200 if it exists alike);
+                                                        ``"mode": "keyset"`` (default) or ``"digest"``
 ``PATCH /namespaces/<ns>``                  admin       ``{"status": "Disabled"|"Online"}``
 ==========================================  ==========  =================================================
 
@@ -150,10 +154,10 @@ def _routes(svc: _Service) -> Blueprint:
     def create_namespace() -> Response:
         body = svc.body()
         token = svc.token("admin")
-        name, ciphersuite, status, log_directory = wire.parse_namespace_request(body, svc.config.max_body)
+        name, ciphersuite, status, log_directory, mode = wire.parse_namespace_request(body, svc.config.max_body)
         _, created = svc.journal.create_namespace(name, ciphersuite=ciphersuite, status=status,
                                                   log_directory=log_directory, now_ms=svc.config.clock(),
-                                                  client=token.name)
+                                                  client=token.name, mode=mode)
         resp = jsonify(svc.namespace_json(name))
         resp.status_code = 201 if created else 200
         return resp
@@ -199,7 +203,8 @@ def _routes(svc: _Service) -> Blueprint:
         except VerificationError as exc:
             raise wire.bad_request(f"keyset refused: {exc}", "malformed-keyset") from None
         svc.authorize(token, keyset.namespace)
-        return svc.sign(SignRequest(keyset.namespace, keyset.epoch, keyset.digest, keyset.previous), token)
+        return svc.sign(SignRequest(keyset.namespace, keyset.epoch, keyset.digest, keyset.previous,
+                                    keyset.issued_at), token)
 
     @bp.get("/api/v1/journal")
     def journal() -> Response:

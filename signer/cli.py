@@ -1,37 +1,36 @@
 """``fleetkeys signer``: set up and run the anchor signer.
 
-    fleetkeys signer init  --data DIR [--namespace NS ...] [--ciphersuite 1|2] [--key REF] [--key-name NAME]
+    fleetkeys signer init  --data DIR [--namespace NS ...] [--ciphersuite 1|2] [--mode keyset|digest]
+                           [--key REF] [--key-name NAME]
     fleetkeys signer serve --data DIR [--key REF] [--host 127.0.0.1] [--port 8090] [--workers 1] [--threads 4]
     fleetkeys signer token --data DIR --name NAME (--namespace NS ... | --admin)
 
 ``init`` and the first ``serve`` create DIR, ``DIR/signer.json``, an admin and a write token in
 ``DIR/tokens/*.token`` (mode 0600; tokens are never printed or taken from argv) and, when no
 ``--key`` is given, the anchor key ``DIR/anchor.key``. ``serve`` never creates namespaces: use
-``init --namespace`` or ``POST /namespaces`` with the admin token.
+``init --namespace`` or ``POST /namespaces`` with the admin token. Namespaces are created in
+``keyset`` mode (signed only through ``POST /api/v1/sign-keyset``) unless ``--mode digest`` asks for
+pure Plexi compatibility (the digest-only path, where the signer cannot check the chain).
 
-Test-only fault hook: with ``FLEETKEYS_SIGNER_CRASH_AFTER_COMMIT=1`` in its environment, ``serve``
-SIGKILLs itself (master and worker) right after committing a new signature to the journal and before
-answering. It exists only so tests can prove a crash there loses nothing; never set it otherwise.
+Key references given here never take ``pin-value=`` (a PIN in argv is visible in
+``/proc/<pid>/cmdline``): use ``pin-source=`` or ``$FLEETKEYS_PKCS11_PIN``.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from verifier.keys import KeyBackendError, load_signer
+from verifier.keys import KeyBackendError, check_no_pin_value, load_signer
 from verifier.note import NoteVerifier
 
 from .config import ConfigError, add_token, default_key_ref, init_data_dir, load_config, now_ms
 from .journal import Journal, JournalError
-from .rules import STATUS_ONLINE, Refusal
+from .rules import MODE_KEYSET, MODES, STATUS_ONLINE, Refusal
 from .wire import check_namespace_name
-
-CRASH_ENV = "FLEETKEYS_SIGNER_CRASH_AFTER_COMMIT"
 
 _data_option = click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
                             help="Signer data directory (configuration, journal, default key).")
@@ -71,9 +70,12 @@ def signer_group() -> None:
 @click.option("--namespace", "namespaces", multiple=True, help="Create this namespace (Online); repeatable.")
 @click.option("--ciphersuite", type=click.Choice(["1", "2"]), default="1", show_default=True,
               help="Ciphersuite of the namespaces created: 1 protobuf, 2 bincode.")
+@click.option("--mode", type=click.Choice(list(MODES)), default=MODE_KEYSET, show_default=True,
+              help="Mode of the namespaces created: keyset (only POST /api/v1/sign-keyset, which checks the "
+                   "chain) or digest (also Plexi's digest-only path, for pure Plexi compatibility).")
 @_key_option
 @_key_name_option
-def init_cmd(data_dir: Path, namespaces: tuple[str, ...], ciphersuite: str, key_ref: str | None,
+def init_cmd(data_dir: Path, namespaces: tuple[str, ...], ciphersuite: str, mode: str, key_ref: str | None,
              key_name: str) -> None:
     """Create the data directory, tokens, key and namespaces (idempotent, non-interactive)."""
     try:
@@ -88,8 +90,9 @@ def init_cmd(data_dir: Path, namespaces: tuple[str, ...], ciphersuite: str, key_
         journal = Journal(data_dir / "journal.sqlite")
         for ns in namespaces:
             _, created = journal.create_namespace(ns, ciphersuite=int(ciphersuite), status=STATUS_ONLINE,
-                                                  log_directory=None, now_ms=now_ms(), client="init")
-            click.echo(f"namespace {ns}: {'created' if created else 'exists'} (ciphersuite {ciphersuite})")
+                                                  log_directory=None, now_ms=now_ms(), client="init", mode=mode)
+            click.echo(f"namespace {ns}: {'created' if created else 'exists'} (ciphersuite {ciphersuite}, "
+                       f"mode {mode})")
         journal.close()
     except (ConfigError, KeyBackendError, JournalError, OSError) as exc:
         _fail(str(exc))
@@ -125,30 +128,33 @@ def token_cmd(data_dir: Path, name: str, namespaces: tuple[str, ...], admin: boo
 def serve_cmd(data_dir: Path, key_ref: str | None, key_name: str, host: str, port: int, workers: int, threads: int,
               access_log: bool) -> None:
     """Serve the signer API under gunicorn until interrupted."""
+    serve(data_dir, key_ref, key_name=key_name, host=host, port=port, workers=workers, threads=threads,
+          access_log=access_log)
+
+
+def serve(data_dir: Path, key_ref: str | None, *, key_name: str = "anchor", host: str = "127.0.0.1", port: int = 8090,
+          workers: int = 1, threads: int = 4, access_log: bool = False,
+          after_commit: Callable[[], None] | None = None) -> None:
+    """What ``fleetkeys signer serve`` does. ``after_commit`` is the test-only fault hook of
+    :class:`signer.config.SignerConfig`; the CLI never sets it (only ``tests/signer/crashing_signer.py`` does)."""
     from .server import SignerServer
 
     try:
         _prepare(data_dir, key_ref)
         ref = key_ref or default_key_ref(data_dir)
-        if not ref.startswith("pkcs11:"):
+        if ref.startswith("pkcs11:"):
+            # Parsed here so a PIN in argv is refused before forking (parse_pkcs11_uri reads no PIN).
+            check_no_pin_value(ref)
+        else:
             # A file key is checked here, before forking; a PKCS#11 key is opened in each worker only
             # (its session would not survive the fork), so its errors show in the worker's log.
             _describe_key(load_signer(ref).public_key, key_name)
-        overrides = {}
-        if os.environ.get(CRASH_ENV) == "1":
-            master = os.getpid()
-
-            def crash() -> None:  # test-only: see the module docstring
-                os.kill(master, signal.SIGKILL)
-                os.kill(os.getpid(), signal.SIGKILL)
-
-            overrides["after_commit"] = crash
-            click.echo(f"WARNING: {CRASH_ENV}=1: test-only crash hook armed", err=True)
-        config = load_config(data_dir, ref, **overrides)
+        config = load_config(data_dir, ref, after_commit=after_commit)
     except (ConfigError, KeyBackendError, OSError) as exc:
         _fail(str(exc))
     sys.stdout.flush()
     SignerServer(config, host=host, port=port, workers=workers, threads=threads, access_log=access_log).run()
+
 
 
 COMMANDS = [signer_group]

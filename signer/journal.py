@@ -17,11 +17,16 @@ Tables (``signatures`` and ``events`` refuse UPDATE and DELETE by trigger; ``nam
 only its ``status`` to change)::
 
     keys(public_key BLOB PK, not_before INTEGER ms)          every anchor key that has served
-    namespaces(name TEXT PK, ciphersuite, status, log_directory, created_at ms)
+    namespaces(name TEXT PK, ciphersuite, status, log_directory, created_at ms, mode keyset|digest)
     signatures(namespace, epoch, digest, previous, ciphersuite, timestamp ms, statement, signature,
-               public_key, event_id)   PK (namespace, epoch), UNIQUE (namespace, digest)
+               public_key, event_id, issued_at s|NULL)   PK (namespace, epoch), UNIQUE (namespace, digest)
     events(id PK AUTOINCREMENT, time ms, kind, namespace, epoch, digest, previous, client, reason)
         kind: signed | refused | namespace-created | namespace-status
+
+Schema versions: 1 had no ``namespaces.mode`` and no ``signatures.issued_at``. Opening a version-1
+journal migrates it in place, in one transaction: both columns are added (every existing namespace
+becomes a ``keyset`` namespace, existing signatures get ``issued_at`` NULL, i.e. unknown) and the
+trigger that freezes a namespace's fields is replaced by one that also freezes ``mode``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from verifier import ed25519
 from verifier.statement import Statement
 
 from .rules import (
+    MODE_KEYSET,
+    MODES,
     STATUS_DISABLED,
     Namespace,
     Refusal,
@@ -48,7 +55,7 @@ from .rules import (
     next_timestamp,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JOURNAL_FILE = "journal.sqlite"
 BUSY_TIMEOUT_MS = 30_000
 MAX_LIST = 1000
@@ -63,7 +70,8 @@ CREATE TABLE IF NOT EXISTS namespaces (
     ciphersuite INTEGER NOT NULL CHECK (ciphersuite IN (1, 2)),
     status TEXT NOT NULL CHECK (status IN ('Online', 'Initialization', 'Disabled')),
     log_directory TEXT,
-    created_at INTEGER NOT NULL);
+    created_at INTEGER NOT NULL,
+    mode TEXT NOT NULL DEFAULT 'keyset' CHECK (mode IN ('keyset', 'digest')));
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time INTEGER NOT NULL,
@@ -85,6 +93,7 @@ CREATE TABLE IF NOT EXISTS signatures (
     signature BLOB NOT NULL CHECK (length(signature) = 64),
     public_key BLOB NOT NULL CHECK (length(public_key) = 32),
     event_id INTEGER NOT NULL REFERENCES events(id),
+    issued_at INTEGER,
     PRIMARY KEY (namespace, epoch),
     UNIQUE (namespace, digest));
 CREATE INDEX IF NOT EXISTS events_by_namespace ON events(namespace, id);
@@ -102,11 +111,20 @@ CREATE TRIGGER IF NOT EXISTS keys_no_delete BEFORE DELETE ON keys
     BEGIN SELECT RAISE(ABORT, 'journal is append-only: keys cannot be deleted'); END;
 CREATE TRIGGER IF NOT EXISTS namespaces_no_delete BEFORE DELETE ON namespaces
     BEGIN SELECT RAISE(ABORT, 'journal is append-only: namespaces cannot be deleted'); END;
-CREATE TRIGGER IF NOT EXISTS namespaces_status_only BEFORE UPDATE ON namespaces
+CREATE TRIGGER IF NOT EXISTS namespaces_status_only_v2 BEFORE UPDATE ON namespaces
     WHEN NEW.name IS NOT OLD.name OR NEW.ciphersuite IS NOT OLD.ciphersuite
       OR NEW.log_directory IS NOT OLD.log_directory OR NEW.created_at IS NOT OLD.created_at
+      OR NEW.mode IS NOT OLD.mode
     BEGIN SELECT RAISE(ABORT, 'only a namespace status can change'); END;
 """
+
+# Version 1 → 2 (module docstring). Run before _SCHEMA, inside BEGIN IMMEDIATE, only on a version-1 journal.
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE namespaces ADD COLUMN mode TEXT NOT NULL DEFAULT 'keyset' CHECK (mode IN ('keyset', 'digest'))",
+    "ALTER TABLE signatures ADD COLUMN issued_at INTEGER",
+    "DROP TRIGGER IF EXISTS namespaces_status_only",
+    "UPDATE meta SET value = '2' WHERE key = 'schema'",
+)
 
 
 class JournalError(Exception):
@@ -138,17 +156,18 @@ class Timing:
     commit: float = 0.0
 
 
-_SELECT_ENTRY = ("SELECT namespace, epoch, digest, previous, ciphersuite, timestamp, statement, signature, public_key "
-                 "FROM signatures WHERE namespace = ? ")
+_SELECT_ENTRY = ("SELECT namespace, epoch, digest, previous, ciphersuite, timestamp, statement, signature, public_key, "
+                 "issued_at FROM signatures WHERE namespace = ? ")
 _Q_ENTRY_AT = _SELECT_ENTRY + "AND epoch = ?"
 _Q_FIRST = _SELECT_ENTRY + "ORDER BY epoch LIMIT 1"
 _Q_LAST = _SELECT_ENTRY + "ORDER BY epoch DESC LIMIT 1"
-_Q_NAMESPACE = "SELECT name, ciphersuite, status, log_directory, created_at FROM namespaces WHERE name = ?"
+_Q_NAMESPACES = "SELECT name, ciphersuite, status, log_directory, created_at, mode FROM namespaces "
+_Q_NAMESPACE = _Q_NAMESPACES + "WHERE name = ?"
 _Q_INSERT_SIGNATURE = ("INSERT INTO signatures(namespace, epoch, digest, previous, ciphersuite, timestamp, statement, "
-                       "signature, public_key, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                       "signature, public_key, event_id, issued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _Q_EVENTS = ("SELECT e.id, e.time, e.kind, e.namespace, e.epoch, e.digest, e.previous, e.client, e.reason, "
              "s.namespace, s.epoch, s.digest, s.previous, s.ciphersuite, s.timestamp, s.statement, s.signature, "
-             "s.public_key FROM events e LEFT JOIN signatures s ON s.event_id = e.id "
+             "s.public_key, s.issued_at FROM events e LEFT JOIN signatures s ON s.event_id = e.id "
              "WHERE (?1 IS NULL OR e.namespace = ?1) AND (?2 IS NULL OR e.id < ?2) ORDER BY e.id DESC LIMIT ?3")
 
 
@@ -156,11 +175,11 @@ def _entry(row: Any) -> SignedEntry | None:
     if row is None:
         return None
     return SignedEntry(row[0], row[1], bytes(row[2]), bytes(row[3]) if row[3] is not None else None, row[4], row[5],
-                       bytes(row[6]), bytes(row[7]), bytes(row[8]))
+                       bytes(row[6]), bytes(row[7]), bytes(row[8]), row[9])
 
 
 def _namespace(row: Any) -> Namespace | None:
-    return None if row is None else Namespace(row[0], row[1], row[2], row[3], row[4])
+    return None if row is None else Namespace(row[0], row[1], row[2], row[3], row[4], row[5])
 
 
 class Journal:
@@ -175,6 +194,7 @@ class Journal:
         self._local = threading.local()
         self._lock = threading.Lock()
         conn = self._conn()
+        self._migrate(conn)
         try:
             # executescript commits any open transaction first, so the script brings its own.
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
@@ -189,6 +209,21 @@ class Journal:
         check = conn.execute("PRAGMA quick_check").fetchone()
         if check is None or check[0] != "ok":
             raise JournalError(f"journal {self.path}: SQLite quick_check failed ({check})")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring a version-1 journal to version 2 (module docstring); a no-op on anything else."""
+        try:
+            with self._write(conn):
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "meta" not in tables:
+                    return  # a new journal: _SCHEMA creates version 2 directly
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if row is None or row[0] != "1":
+                    return
+                for statement in _MIGRATE_1_TO_2:
+                    conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: cannot migrate schema 1 to 2 ({exc})") from None
 
     # -- connections and transactions -----------------------------------------------------------
 
@@ -252,32 +287,34 @@ class Journal:
         return _namespace(self._conn().execute(_Q_NAMESPACE, (name,)).fetchone())
 
     def namespaces(self) -> list[Namespace]:
-        rows = self._conn().execute(
-            "SELECT name, ciphersuite, status, log_directory, created_at FROM namespaces ORDER BY name")
+        rows = self._conn().execute(_Q_NAMESPACES + "ORDER BY name")
         return [Namespace(*r) for r in rows]
 
     def create_namespace(self, name: str, *, ciphersuite: int, status: str, log_directory: str | None,
-                         now_ms: int, client: str | None) -> tuple[Namespace, bool]:
+                         now_ms: int, client: str | None, mode: str = MODE_KEYSET) -> tuple[Namespace, bool]:
         """Create a namespace; return ``(record, created)``.
 
-        Creating one that exists with the same ciphersuite and log directory is a no-op
-        (``created=False``); with other values it is refused (409): a namespace's ciphersuite never
-        changes, since its signatures must stay verifiable.
+        ``mode`` is ``keyset`` (default: only ``POST /api/v1/sign-keyset`` signs) or ``digest`` (Plexi's
+        digest-only path too), see :mod:`signer.rules`. Creating one that exists with the same
+        ciphersuite, log directory and mode is a no-op (``created=False``); with other values it is
+        refused (409): a namespace's ciphersuite and mode never change.
         """
+        if mode not in MODES:
+            raise Refusal(400, "malformed", f"namespace mode must be one of {', '.join(MODES)}, not {mode!r}")
         with self._write() as conn:
             existing = _namespace(conn.execute(_Q_NAMESPACE, (name,)).fetchone())
             if existing is not None:
-                if (existing.ciphersuite, existing.log_directory) != (ciphersuite, log_directory):
+                if (existing.ciphersuite, existing.log_directory, existing.mode) != (ciphersuite, log_directory, mode):
                     raise Refusal(409, "namespace-exists",
-                                  f"namespace {name!r} already exists with ciphersuite {existing.ciphersuite} "
-                                  f"and log_directory {existing.log_directory!r}")
+                                  f"namespace {name!r} already exists with ciphersuite {existing.ciphersuite}, "
+                                  f"log_directory {existing.log_directory!r} and mode {existing.mode}")
                 return existing, False
-            conn.execute("INSERT INTO namespaces(name, ciphersuite, status, log_directory, created_at) "
-                         "VALUES (?, ?, ?, ?, ?)", (name, ciphersuite, status, log_directory, now_ms))
+            conn.execute("INSERT INTO namespaces(name, ciphersuite, status, log_directory, created_at, mode) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (name, ciphersuite, status, log_directory, now_ms, mode))
             conn.execute("INSERT INTO events(time, kind, namespace, client, reason) VALUES (?, ?, ?, ?, ?)",
                          (now_ms, "namespace-created", name, client,
-                          f"ciphersuite {ciphersuite}, status {status}"))
-        return Namespace(name, ciphersuite, status, log_directory, now_ms), True
+                          f"ciphersuite {ciphersuite}, status {status}, mode {mode}"))
+        return Namespace(name, ciphersuite, status, log_directory, now_ms, mode), True
 
     def set_status(self, name: str, status: str, *, now_ms: int, client: str | None) -> Namespace:
         """Change a namespace's status. ``Disabled`` is final: a disabled namespace never signs again."""
@@ -292,7 +329,7 @@ class Journal:
             conn.execute("UPDATE namespaces SET status = ? WHERE name = ?", (status, name))
             conn.execute("INSERT INTO events(time, kind, namespace, client, reason) VALUES (?, ?, ?, ?, ?)",
                          (now_ms, "namespace-status", name, client, f"{ns.status} -> {status}"))
-        return Namespace(ns.name, ns.ciphersuite, status, ns.log_directory, ns.created_at)
+        return Namespace(ns.name, ns.ciphersuite, status, ns.log_directory, ns.created_at, ns.mode)
 
     # -- signing -----------------------------------------------------------------------------------
 
@@ -354,9 +391,9 @@ class Journal:
                 conn.execute(
                     _Q_INSERT_SIGNATURE,
                     (ns.name, request.epoch, request.digest, request.previous, ns.ciphersuite, timestamp, statement,
-                     signature, public_key, cur.lastrowid))
+                     signature, public_key, cur.lastrowid, request.issued_at))
                 entry = SignedEntry(ns.name, request.epoch, request.digest, request.previous, ns.ciphersuite,
-                                    timestamp, statement, signature, public_key)
+                                    timestamp, statement, signature, public_key, request.issued_at)
         t3 = tick()
         if refusal is not None:
             raise refusal

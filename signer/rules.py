@@ -5,6 +5,9 @@ The signer signs epoch ``N`` of a namespace at most once and never signs two his
 in this order:
 
 1. the namespace is unknown → 404 (not recorded: it names nothing the signer vouches for);
+   a digest-only request (Plexi's ``POST /namespaces/<ns>/audits``, no keyset) on a namespace of mode
+   ``keyset`` → 409 ``keyset-required`` (recorded): a keyset namespace signs only keysets the signer
+   has parsed and chained itself, so the digest path cannot route around rules 6 and 7;
 2. ``epoch`` is already signed: with the same digest → the stored response again (idempotent, so a
    client whose connection died after the journal commit gets the very same signature); with another
    digest → **equivocation**, refused (409, recorded);
@@ -12,7 +15,14 @@ in this order:
 4. ``epoch`` is not the next one: the first epoch is 1, then exactly last + 1 (409, recorded);
 5. the digest was already signed for another epoch of this namespace (a replayed state) → 409, recorded;
 6. keyset requests only: ``previous`` must be the digest signed for the last epoch (64 zero bytes for
-   epoch 1), else the keyset forks the hash chain → 409, recorded.
+   epoch 1), else the keyset forks the hash chain → 409, recorded;
+7. keyset requests only: ``issued_at`` must not be earlier than the ``issued_at`` of the last epoch's
+   keyset (when that is known: it was signed through the keyset path) → 409 ``issued-at-regressed``,
+   recorded.
+
+Namespace modes, fixed when the namespace is created: ``keyset`` (the default) signs only through
+``POST /api/v1/sign-keyset``; ``digest`` also accepts Plexi's digest-only path, for pure Plexi
+compatibility, where the signer cannot check ``previous`` or the keyset and vouches only for rules 2-5.
 
 Anything else is signed, with a timestamp from :func:`next_timestamp` (strictly increasing across the
 whole journal, whatever the wall clock does). Everything here is pure: the journal runs it inside one
@@ -23,12 +33,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from verifier.keyset import format_time
 from verifier.statement import MAX_NAMESPACE_LENGTH
 
 STATUS_ONLINE = "Online"
 STATUS_INITIALIZATION = "Initialization"
 STATUS_DISABLED = "Disabled"
 STATUSES = (STATUS_ONLINE, STATUS_INITIALIZATION, STATUS_DISABLED)
+
+MODE_KEYSET = "keyset"
+MODE_DIGEST = "digest"
+MODES = (MODE_KEYSET, MODE_DIGEST)
 
 DIGEST_SIZE = 32
 GENESIS_PREVIOUS = bytes(DIGEST_SIZE)
@@ -40,28 +55,42 @@ MAX_NAMESPACE = MAX_NAMESPACE_LENGTH
 
 @dataclass(frozen=True)
 class Namespace:
-    """A namespace record: the Plexi fields the signer keeps (``name``, ``ciphersuite``, ``status``)."""
+    """A namespace record: the Plexi fields the signer keeps (``name``, ``ciphersuite``, ``status``).
+
+    ``mode`` (``keyset`` or ``digest``, module docstring) is fixed at creation; a journal written before
+    modes existed reads as ``keyset``.
+    """
 
     name: str
     ciphersuite: int
     status: str
     log_directory: str | None
     created_at: int
+    mode: str = MODE_KEYSET
 
 
 @dataclass(frozen=True)
 class SignRequest:
-    """What a client asks the signer to sign. ``previous`` is known only on the keyset path."""
+    """What a client asks the signer to sign. ``previous`` and ``issued_at`` (seconds) are known only on
+    the keyset path: a request without ``previous`` is a digest-only request."""
 
     namespace: str
     epoch: int
     digest: bytes
     previous: bytes | None = None
+    issued_at: int | None = None
+
+    @property
+    def is_keyset(self) -> bool:
+        return self.previous is not None
 
 
 @dataclass(frozen=True)
 class SignedEntry:
-    """One signature in the journal: the exact statement bytes, the signature and the key that made it."""
+    """One signature in the journal: the exact statement bytes, the signature and the key that made it.
+
+    ``issued_at`` is the signed keyset's ``issued_at`` (seconds), ``None`` for a digest-only signature.
+    """
 
     namespace: str
     epoch: int
@@ -72,6 +101,7 @@ class SignedEntry:
     statement: bytes
     signature: bytes
     public_key: bytes
+    issued_at: int | None = None
 
 
 class Refusal(Exception):
@@ -101,6 +131,10 @@ def check_request(request: SignRequest, namespace: Namespace | None, last: Signe
     if namespace is None:
         raise Refusal(404, "unknown-namespace", f"namespace {request.namespace!r} does not exist")
     ns = namespace.name
+    if not request.is_keyset and namespace.mode == MODE_KEYSET:
+        raise Refusal(409, "keyset-required",
+                      f"namespace {ns!r} is a keyset namespace: it signs only keysets sent to POST /api/v1/sign-keyset "
+                      "(which checks previous and the keyset), never a bare digest", record=True)
     if at_epoch is not None:
         if at_epoch.digest == request.digest:
             return at_epoch
@@ -125,6 +159,12 @@ def check_request(request: SignRequest, namespace: Namespace | None, last: Signe
             raise Refusal(409, "broken-chain",
                           f"{ns}: keyset epoch {request.epoch} has previous = {request.previous.hex()} but the "
                           f"signed epoch {expected - 1} has digest {want.hex()} (forked history)", record=True)
+        if (request.issued_at is not None and last is not None and last.issued_at is not None
+                and request.issued_at < last.issued_at):
+            raise Refusal(409, "issued-at-regressed",
+                          f"{ns}: keyset epoch {request.epoch} has issued_at {format_time(request.issued_at)}, earlier "
+                          f"than epoch {last.epoch}'s issued_at {format_time(last.issued_at)}; issued_at never goes "
+                          "backwards", record=True)
     return None
 
 
@@ -138,6 +178,9 @@ def next_timestamp(now_ms: int, last_timestamp: int | None) -> int:
 __all__ = [
     "GENESIS_PREVIOUS",
     "MAX_EPOCH",
+    "MODES",
+    "MODE_DIGEST",
+    "MODE_KEYSET",
     "Namespace",
     "Refusal",
     "STATUSES",

@@ -13,7 +13,10 @@ Namespace record (``GET /namespaces``: ``{"namespaces": [...]}``; ``GET /namespa
 
     {"name", "ciphersuite", "signature_version", "status": "Online"|"Initialization"|"Disabled",
      "root": "<first epoch>/<hex digest>" | null, "last_verified_epoch": <last signed epoch> (if any),
-     "log_directory": <str|null>, "audits_uri", "reports_uri"}
+     "log_directory": <str|null>, "audits_uri", "reports_uri", "mode": "keyset"|"digest"}
+
+(``mode`` is this signer's extra field: ``keyset`` namespaces sign only through
+``POST /api/v1/sign-keyset``, ``digest`` namespaces also through Plexi's digest-only path.)
 
 Requests are parsed strictly: exact field sets, integers only, hex of the right length, bounded sizes.
 Every parser raises :class:`~signer.rules.Refusal` (400) with the reason.
@@ -31,6 +34,8 @@ from verifier.keyset import NAMESPACE_RE
 from .journal import Event
 from .rules import (
     MAX_EPOCH,
+    MODE_KEYSET,
+    MODES,
     STATUS_DISABLED,
     STATUS_INITIALIZATION,
     STATUS_ONLINE,
@@ -109,15 +114,16 @@ def _ciphersuite(obj: dict[str, Any]) -> int:
     return cs
 
 
-def parse_namespace_request(body: bytes, max_size: int) -> tuple[str, int, str, str | None]:
-    """Plexi's ``Namespace`` creation body → ``(name, ciphersuite, status, log_directory)``.
+def parse_namespace_request(body: bytes, max_size: int) -> tuple[str, int, str, str | None, str]:
+    """Plexi's ``Namespace`` creation body → ``(name, ciphersuite, status, log_directory, mode)``.
 
     ``{"name", "ciphersuite"?: 1|2 (default 1), "signature_version"?: same, "log_directory"?: str|null,
-    "root"?: null, "status"?: "Online"|"Initialization"}``. A ``root`` other than null is refused:
-    this signer starts every namespace at epoch 1 and cannot vouch for an earlier history.
+    "root"?: null, "status"?: "Online"|"Initialization", "mode"?: "keyset" (default)|"digest"}``. A
+    ``root`` other than null is refused: this signer starts every namespace at epoch 1 and cannot vouch
+    for an earlier history. ``mode`` is this signer's extension (:mod:`signer.rules`).
     """
     obj = _object(parse_json(body, "namespace", max_size), {"name"},
-                  {"ciphersuite", "signature_version", "log_directory", "root", "status"}, "namespace")
+                  {"ciphersuite", "signature_version", "log_directory", "root", "status", "mode"}, "namespace")
     name = check_namespace_name(obj["name"])
     if obj.get("root") is not None:
         raise bad_request("namespace.root: this signer starts every namespace at epoch 1; give no root",
@@ -130,7 +136,10 @@ def parse_namespace_request(body: bytes, max_size: int) -> tuple[str, int, str, 
     status = obj.get("status", STATUS_ONLINE)
     if status not in (STATUS_ONLINE, STATUS_INITIALIZATION):
         raise bad_request("namespace.status: a new namespace is Online (default) or Initialization")
-    return name, _ciphersuite(obj), status, log_directory
+    mode = obj.get("mode", MODE_KEYSET)
+    if mode not in MODES:
+        raise bad_request("namespace.mode: expected \"keyset\" (default) or \"digest\"")
+    return name, _ciphersuite(obj), status, log_directory, mode
 
 
 def parse_status_request(body: bytes, max_size: int) -> str:
@@ -165,6 +174,7 @@ def namespace_info(ns: Namespace, first: SignedEntry | None, last: SignedEntry |
         "audits_uri": f"/namespaces/{ns.name}/audits",
         "signature_version": ns.ciphersuite,
         "ciphersuite": ns.ciphersuite,
+        "mode": ns.mode,
     }
     if last is not None:
         obj["last_verified_epoch"] = last.epoch

@@ -8,7 +8,12 @@ Usage from any test suite::
     def test_something(tmp_path):
         token = make_token(tmp_path)                    # label "fleetkeys", PIN "1234"
         public_key = token.generate_key("anchor")       # persistent Ed25519 pair on the token
-        signer = load_signer(token.key_ref("anchor"))   # pkcs11:...?module-path=...&pin-value=...
+        signer = load_signer(token.key_ref("anchor", pin_source=True))  # ...&pin-source=file:<0600 file>
+        signer = load_signer(token.key_ref("anchor"), allow_pin_value=True)  # ...&pin-value=... (library only)
+
+``load_signer`` refuses ``pin-value`` unless ``allow_pin_value=True`` (commands never allow it), so a
+reference handed to a command or a subprocess must use ``pin_source=True`` (or ``pin=False`` and
+``FLEETKEYS_PKCS11_PIN``).
 
 What :func:`make_token` does, and what it changes for the whole test process:
 
@@ -81,17 +86,31 @@ class SoftHSMToken:
         """Environment a subprocess needs to see this token."""
         return {"SOFTHSM2_CONF": str(self.conf_path)}
 
-    def key_ref(self, object_label: str, *, pin: bool = True, module: bool = True) -> str:
+    @property
+    def pin_file(self) -> Path:
+        """A mode-0600 file holding this token's PIN (written on first use), for ``pin-source``."""
+        path = self.conf_path.parent / f"pin-{_q(self.label)}"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.pin + "\n")
+        return path
+
+    def key_ref(self, object_label: str, *, pin: bool = True, module: bool = True, pin_source: bool = False) -> str:
         """The RFC 7512 reference of key ``object_label`` on this token, values percent-encoded.
 
-        ``pkcs11:token=L;object=O?module-path=M&pin-value=P``; drop the PIN (``pin=False``) to test
-        ``pin-source`` or ``FLEETKEYS_PKCS11_PIN``, drop the module to test its fallback.
+        ``pkcs11:token=L;object=O?module-path=M&pin-value=P`` (default: ``load_signer`` needs
+        ``allow_pin_value=True`` for it); ``pin_source=True`` gives ``pin-source=file:<pin_file>``
+        instead, which commands accept; drop the PIN (``pin=False``) to test ``pin-source`` or
+        ``FLEETKEYS_PKCS11_PIN``, drop the module to test its fallback.
         """
         ref = f"pkcs11:token={_q(self.label)};object={_q(object_label)}"
         query = []
         if module:
             query.append(f"module-path={_q(self.module, safe='/')}")
-        if pin:
+        if pin and pin_source:
+            query.append(f"pin-source={_q('file:' + str(self.pin_file), safe='/:')}")
+        elif pin:
             query.append(f"pin-value={_q(self.pin)}")
         return ref + ("?" + "&".join(query) if query else "")
 

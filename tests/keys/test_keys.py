@@ -29,6 +29,7 @@ from verifier.keys import (
     KeyBackendError,
     Pkcs11Signer,
     Signer,
+    check_no_pin_value,
     generate_key_file,
     generate_pkcs11_key,
     load_key_file,
@@ -341,15 +342,40 @@ def test_pkcs11_errors_never_echo_the_pin():
     assert "SuperSecretPin" not in str(info.value)
 
 
+def test_pin_value_in_an_argv_key_reference_is_refused_before_any_pkcs11_call(monkeypatch):
+    """A PIN in a key reference on a command line is readable in /proc/<pid>/cmdline: refused by default."""
+    monkeypatch.setenv("FLEETKEYS_PKCS11_MODULE", "/nonexistent/libp11.so")  # proves nothing is loaded first
+    ref = "pkcs11:token=t;object=k?pin-value=SuperSecretPin"
+    for call in (lambda: load_signer(ref), lambda: check_no_pin_value(ref)):
+        with pytest.raises(KeyBackendError, match="pin-value") as info:
+            call()
+        message = str(info.value)
+        assert "pin-source" in message and "FLEETKEYS_PKCS11_PIN" in message and "SuperSecretPin" not in message
+    check_no_pin_value("pkcs11:token=t;object=k?pin-source=file:/p")
+    check_no_pin_value("file:/some/key.pem")
+    with pytest.raises(KeyBackendError, match="no such file"):  # allowed: it goes on to load the module
+        load_signer(ref, allow_pin_value=True)
+
+
 # --------------------------------------------------------------------------------------------------
 # PKCS#11 on a real SoftHSM2 token
+
+
+@requires_softhsm
+def test_pkcs11_pin_value_loads_only_when_the_caller_allows_it(token: SoftHSMToken):
+    public_key = token.generate_key("anchor")
+    with pytest.raises(KeyBackendError, match="pin-source") as info:
+        load_signer(token.key_ref("anchor"))
+    assert token.pin not in str(info.value)
+    assert load_signer(token.key_ref("anchor"), allow_pin_value=True).public_key == public_key
+    assert load_signer(token.key_ref("anchor", pin_source=True)).public_key == public_key
 
 
 @requires_softhsm
 def test_pkcs11_generate_load_sign_verify(token: SoftHSMToken):
     public_key = token.generate_key("anchor")
     assert len(public_key) == 32
-    signer = load_signer(token.key_ref("anchor"))
+    signer = load_signer(token.key_ref("anchor"), allow_pin_value=True)  # the library may allow pin-value
     assert isinstance(signer, Pkcs11Signer)
     assert isinstance(signer, Signer)
     assert signer.public_key == public_key
@@ -385,11 +411,11 @@ def test_pkcs11_key_attributes_are_safe(token: SoftHSMToken):
 @requires_softhsm
 def test_pkcs11_key_persists_across_module_reinitialisation(token: SoftHSMToken):
     public_key = token.generate_key("log")
-    signer = load_signer(token.key_ref("log"))
+    signer = load_signer(token.key_ref("log", pin_source=True))
     pkcs11_reinitialize(token.module)  # every session and login of the process is gone
     # The signer logs in again by itself and keeps working; a new load finds the stored key.
     verify_everywhere(public_key, MESSAGE, signer.sign(MESSAGE))
-    assert load_signer(token.key_ref("log")).public_key == public_key
+    assert load_signer(token.key_ref("log", pin_source=True)).public_key == public_key
 
 
 @requires_softhsm
@@ -397,7 +423,7 @@ def test_pkcs11_wrong_pin(token: SoftHSMToken):
     token.generate_key("anchor")
     ref = token.key_ref("anchor", pin=False) + "&pin-value=98765"
     with pytest.raises(KeyBackendError, match="incorrect PIN") as info:
-        load_signer(ref)
+        load_signer(ref, allow_pin_value=True)
     assert "98765" not in str(info.value)
     assert token.pin not in str(info.value)
     assert info.value.__cause__ is None
@@ -407,9 +433,9 @@ def test_pkcs11_wrong_pin(token: SoftHSMToken):
 def test_pkcs11_wrong_pin_while_token_logged_in(token: SoftHSMToken):
     """PKCS#11 cannot check a PIN while the process is logged in: a different PIN is refused."""
     token.generate_key("anchor")
-    good = load_signer(token.key_ref("anchor"))
+    good = load_signer(token.key_ref("anchor", pin_source=True))
     with pytest.raises(KeyBackendError, match="different PIN") as info:
-        load_signer(token.key_ref("anchor", pin=False) + "&pin-value=98765")
+        load_signer(token.key_ref("anchor", pin=False) + "&pin-value=98765", allow_pin_value=True)
     assert "98765" not in str(info.value)
     verify_everywhere(good.public_key, MESSAGE, good.sign(MESSAGE))
 
@@ -418,18 +444,18 @@ def test_pkcs11_wrong_pin_while_token_logged_in(token: SoftHSMToken):
 def test_pkcs11_missing_object_and_token(token: SoftHSMToken):
     token.generate_key("anchor")
     with pytest.raises(KeyBackendError, match="no such private key") as info:
-        load_signer(token.key_ref("no-such-key"))
+        load_signer(token.key_ref("no-such-key", pin_source=True))
     assert "object=no-such-key" in str(info.value)
     assert token.pin not in str(info.value)
     other = SoftHSMToken(module=token.module, label="nope", pin=token.pin, so_pin=token.so_pin,
                          conf_path=token.conf_path, tokendir=token.tokendir)
     with pytest.raises(KeyBackendError, match="no such token"):
-        load_signer(other.key_ref("anchor"))
+        load_signer(other.key_ref("anchor", pin_source=True))
     with pytest.raises(KeyBackendError, match="no such token"):
         generate_pkcs11_key(module=token.module, token="nope", pin=token.pin, label="k")
     # A missing object does not leave the token logged in: a wrong PIN is checked for real afterwards.
     with pytest.raises(KeyBackendError, match="incorrect PIN"):
-        load_signer(token.key_ref("anchor", pin=False) + "&pin-value=0000")
+        load_signer(token.key_ref("anchor", pin=False) + "&pin-value=0000", allow_pin_value=True)
 
 
 @requires_softhsm
@@ -437,7 +463,7 @@ def test_pkcs11_generate_refuses_existing_label(token: SoftHSMToken):
     public_key = token.generate_key("anchor")
     with pytest.raises(KeyBackendError, match="already exists"):
         token.generate_key("anchor")
-    assert load_signer(token.key_ref("anchor")).public_key == public_key
+    assert load_signer(token.key_ref("anchor", pin_source=True)).public_key == public_key
 
 
 @requires_softhsm
@@ -448,7 +474,7 @@ def test_pkcs11_non_ed25519_object_refused(token: SoftHSMToken):
     with tok.open(rw=True, user_pin=token.pin) as session:
         session.generate_keypair(pkcs11.KeyType.RSA, 2048, label="rsa", store=True)
     with pytest.raises(KeyBackendError, match="not an Ed25519 key"):
-        load_signer(token.key_ref("rsa"))
+        load_signer(token.key_ref("rsa", pin_source=True))
 
 
 @requires_softhsm
@@ -456,11 +482,11 @@ def test_pkcs11_several_keys_and_signers_share_one_login(token: SoftHSMToken):
     """Closing one signer or generating a key must not log out the other signers (PKCS#11 logins
     belong to the process, and C_Logout on any session ends them all)."""
     a_pub = token.generate_key("a")
-    a = load_signer(token.key_ref("a"))
+    a = load_signer(token.key_ref("a", pin_source=True))
     b_pub = token.generate_key("b")  # logs in and out around the generation
     verify_everywhere(a_pub, MESSAGE, a.sign(MESSAGE))
-    b = load_signer(token.key_ref("b"))
-    a2 = load_signer(token.key_ref("a"))
+    b = load_signer(token.key_ref("b", pin_source=True))
+    a2 = load_signer(token.key_ref("a", pin_source=True))
     a.close()
     with pytest.raises(KeyBackendError, match="closed"):
         a.sign(MESSAGE)
@@ -470,7 +496,7 @@ def test_pkcs11_several_keys_and_signers_share_one_login(token: SoftHSMToken):
         pass
     # All released: the token is logged out, so a wrong PIN is checked for real again.
     with pytest.raises(KeyBackendError, match="incorrect PIN"):
-        load_signer(token.key_ref("a", pin=False) + "&pin-value=0000")
+        load_signer(token.key_ref("a", pin=False) + "&pin-value=0000", allow_pin_value=True)
 
 
 @requires_softhsm
@@ -479,8 +505,8 @@ def test_pkcs11_two_tokens(tmp_path):
     second = make_token(tmp_path, label="operator hsm", pin="2222")
     p1 = first.generate_key("k")
     p2 = second.generate_key("k")
-    s1 = load_signer(first.key_ref("k"))
-    s2 = load_signer(second.key_ref("k"))
+    s1 = load_signer(first.key_ref("k", pin_source=True))
+    s2 = load_signer(second.key_ref("k", pin_source=True))
     assert p1 != p2
     verify_everywhere(p1, MESSAGE, s1.sign(MESSAGE))
     verify_everywhere(p2, MESSAGE, s2.sign(MESSAGE))
@@ -524,7 +550,7 @@ def test_pkcs11_environment_fallbacks(token: SoftHSMToken, monkeypatch):
 @requires_softhsm
 def test_pkcs11_threaded_signing(token: SoftHSMToken):
     public_key = token.generate_key("anchor")
-    signer = load_signer(token.key_ref("anchor"))
+    signer = load_signer(token.key_ref("anchor", pin_source=True))
     threads, per_thread = 8, 20
     barrier = threading.Barrier(threads)
     results: list[tuple[bytes, bytes]] = []
@@ -559,7 +585,7 @@ def test_pkcs11_threaded_signing(token: SoftHSMToken):
 def test_file_and_pkcs11_signers_are_interchangeable(token: SoftHSMToken, tmp_path):
     token.generate_key("anchor")
     generate_key_file(tmp_path / "k.pem")
-    signers: list[Signer] = [load_signer(token.key_ref("anchor")), load_signer(str(tmp_path / "k.pem")),
+    signers: list[Signer] = [load_signer(token.key_ref("anchor", pin_source=True)), load_signer(str(tmp_path / "k.pem")),
                              InMemorySigner(bytes(32))]
     for signer in signers:
         verify_everywhere(signer.public_key, MESSAGE, signer.sign(MESSAGE))

@@ -116,10 +116,11 @@ def _secret(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.fixture
-def operator(signer_proc, tmp_path) -> Operator:
+def make_operator(signer_proc: SignerProcess, tmp_path: Path, **namespace: object) -> Operator:
+    """An operator with a fresh namespace on the signer, created with the extra ``namespace`` fields
+    (e.g. ``mode="digest"``, ``ciphersuite=2``; the signer's defaults otherwise: keyset mode, ciphersuite 1)."""
     ns = f"example.messenger/publish-{next(_names)}-{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]}"
-    resp = requests.post(signer_proc.url + "/namespaces", json={"name": ns}, timeout=5,
+    resp = requests.post(signer_proc.url + "/namespaces", json={"name": ns, **namespace}, timeout=5,
                          headers={"Authorization": f"Bearer {signer_proc.tokens['admin']}"})
     assert resp.status_code == 201, resp.text
     world = World(namespace=ns)
@@ -129,3 +130,15 @@ def operator(signer_proc, tmp_path) -> Operator:
                     write_seed_key(tmp_path / "countersigner.key", seed("countersigner")),
                     _secret(tmp_path / "signer.token", signer_proc.tokens["write"]),
                     _secret(tmp_path / "publish.token", PUBLISH_TOKEN))
+
+
+@pytest.fixture
+def operator(signer_proc, tmp_path) -> Operator:
+    """An operator whose namespace is a keyset namespace (the signer's default)."""
+    return make_operator(signer_proc, tmp_path)
+
+
+@pytest.fixture
+def digest_operator(signer_proc, tmp_path) -> Operator:
+    """An operator whose namespace is a digest-mode namespace (Plexi's digest-only path allowed)."""
+    return make_operator(signer_proc, tmp_path, mode="digest")

@@ -15,6 +15,7 @@ from countersigner.countersign import (
     StatementMismatch,
     build_bundle,
     countersign,
+    verify_anchor_signatures,
 )
 from countersigner.publish import parse_anchor_response
 from tests.factory import NAMESPACE, SeedSigner, World
@@ -147,3 +148,19 @@ def test_anchor_response_fields_must_match_the_serialized_message():
     without = dict(body)
     del without["serialized_message"]
     assert parse_anchor_response(without).statement == st
+
+
+def test_anchor_signature_is_tried_only_under_keys_matching_its_key_id_hint():
+    """As verifier.signatures.verify_threshold: a hint narrows the keys tried, it never widens trust."""
+    st = statement_for(KS2, 2)
+    sig = ANCHOR.sign(st)
+    hint = ANCHOR.public_key[-1]
+    expected = ExpectedStatement.for_keyset(KS2)
+    for key_ids in (None, [None], [hint]):
+        countersign(st, sig, expected=expected, anchor_keys=[ANCHOR.public_key], signer=OPERATOR, keyset=KS2,
+                    key_ids=key_ids)
+    with pytest.raises(AnchorSignatureRefused, match=f"key id {(hint + 1) % 256}"):
+        countersign(st, sig, expected=expected, anchor_keys=[ANCHOR.public_key], signer=OPERATOR, keyset=KS2,
+                    key_ids=[(hint + 1) % 256])
+    with pytest.raises(ValueError, match="one key id"):
+        verify_anchor_signatures(st, [sig], [ANCHOR.public_key], [hint, hint])

@@ -23,8 +23,11 @@ FLEETKEYS = Path(sys.executable).with_name("fleetkeys")
 
 
 def run(op, keyset: Path, *extra: str, env: dict[str, str] | None = None):
+    """``fleetkeys publish`` in process; with ``--trust-root`` of the operator unless ``extra`` names the trust."""
+    trust = [] if {"--trust-root", "--anchor-key", "--no-trust"} & set(extra) else ["--trust-root", str(op.trust_root)]
+    extra = tuple(e for e in extra if e != "--no-trust")
     args = ["publish", str(keyset), "--signer", op.signer.url, "--countersign-key", f"file:{op.countersign_key}",
-            *extra]
+            *trust, *extra]
     return CliRunner().invoke(main, args, env=env if env is not None else op.env(), catch_exceptions=False)
 
 
@@ -137,12 +140,64 @@ def test_an_untrusted_countersign_key_is_refused_before_signing(operator, tmp_pa
     assert [e["kind"] for e in operator.journal()] == ["namespace-created"]
 
 
-def test_digest_only_plexi_path_and_derived_trust_root(operator):
-    path = write(operator, "k.json", make_keyset(operator.namespace, 1))
-    res = run(operator, path, "--digest-only", "--out", str(operator.dir / "out.bundle"))
+def test_digest_only_plexi_path_on_a_digest_namespace_with_an_explicit_anchor_key(digest_operator):
+    op = digest_operator
+    path = write(op, "k.json", make_keyset(op.namespace, 1))
+    res = run(op, path, "--digest-only", "--anchor-key", op.world.anchor.public_key.hex(), "--out",
+              str(op.dir / "out.bundle"))
     assert res.exit_code == 0, res.output
-    assert "no --trust-root" in res.output
-    verify_bundle((operator.dir / "out.bundle").read_bytes(), load_trust_root(operator.trust_root.read_bytes()))
+    assert "no --trust-root: checking against the given anchor key(s)" in res.output
+    verify_bundle((op.dir / "out.bundle").read_bytes(), load_trust_root(op.trust_root.read_bytes()))
+
+
+def test_digest_only_on_a_keyset_namespace_is_refused_and_nothing_is_signed(operator):
+    res = run(operator, write(operator, "k.json", make_keyset(operator.namespace, 1)), "--digest-only")
+    assert res.exit_code == 1 and "signer refused (409)" in res.output and "sign-keyset" in res.output
+    assert [e["kind"] for e in operator.journal()] == ["refused", "namespace-created"]
+    assert run(operator, write(operator, "k1.json", make_keyset(operator.namespace, 1))).exit_code == 0
+
+
+def test_publish_without_a_trust_root_or_anchor_key_is_a_usage_error_not_trust_in_the_signers_info(operator):
+    path = write(operator, "k.json", make_keyset(operator.namespace, 1))
+    res = run(operator, path, "--no-trust")
+    assert res.exit_code == 2 and "--trust-root" in res.output and "--anchor-key" in res.output
+    both = run(operator, path, "--trust-root", str(operator.trust_root), "--anchor-key",
+               operator.world.anchor.public_key.hex())
+    assert both.exit_code == 2
+    assert run(operator, path, "--anchor-key", "zz").exit_code == 2
+    assert [e["kind"] for e in operator.journal()] == ["namespace-created"]
+
+
+def test_a_signer_whose_key_is_not_a_given_anchor_key_is_refused_before_signing(operator):
+    from tests.factory import SeedSigner
+
+    stranger = SeedSigner("not-the-anchor").public_key.hex()
+    res = run(operator, write(operator, "k.json", make_keyset(operator.namespace, 1)), "--anchor-key", stranger)
+    assert res.exit_code == 1 and "is a trusted --anchor-key" in res.output
+    assert [e["kind"] for e in operator.journal()] == ["namespace-created"]
+
+
+def test_a_ciphersuite_2_keyset_near_the_bundle_limit_is_refused_before_signing(signer_proc, tmp_path, monkeypatch):
+    """A bincode statement is larger than a protobuf one: sizing with ciphersuite 1 would spend the epoch."""
+    import countersigner.publish
+    from countersigner.countersign import build_bundle
+    from tests.publish.conftest import make_operator
+    from verifier.statement import Statement
+
+    op = make_operator(signer_proc, tmp_path, ciphersuite=2)
+    keyset = make_keyset(op.namespace, 1, fleets=4)
+    digest, ts = hashlib.sha256(keyset).digest(), 1_795_000_000_000
+
+    def size(cs: int) -> int:
+        return len(build_bundle(Statement(cs, op.namespace, ts, 1, digest).encode(), keyset,
+                                [(bytes(32), bytes(64))], [(bytes(32), bytes(64))]))
+
+    limit = size(2) - 1  # the real bundle cannot fit, though a ciphersuite-1 one would (with the old margin)
+    assert size(1) + 16 <= limit
+    monkeypatch.setattr(countersigner.publish, "MAX_BUNDLE_SIZE", limit)
+    res = run(op, write(op, "k.json", keyset))
+    assert res.exit_code == 1 and "limit of one log entry" in res.output
+    assert [e["kind"] for e in op.journal()] == ["namespace-created"]
 
 
 @pytest.mark.parametrize("args", [
@@ -168,8 +223,9 @@ def test_missing_tokens_are_usage_errors_and_never_read_from_argv(operator, dist
 
 def test_unreachable_signer_exit_1_with_reason(operator):
     path = write(operator, "k.json", make_keyset(operator.namespace, 1))
-    res = CliRunner().invoke(main, ["publish", str(path), "--signer", "http://127.0.0.1:9",
-                                    "--countersign-key", f"file:{operator.countersign_key}"], env=operator.env())
+    res = CliRunner().invoke(main, ["publish", str(path), "--signer", "http://127.0.0.1:9", "--trust-root",
+                                    str(operator.trust_root), "--countersign-key", f"file:{operator.countersign_key}"],
+                             env=operator.env())
     assert res.exit_code == 1 and "unreachable" in res.output
 
 
@@ -194,3 +250,32 @@ def test_countersign_command_checks_the_anchor_answer(operator):
     assert res.exit_code == 1 and "countersign refused" in res.output
     assert CliRunner().invoke(main, base).exit_code == 2  # neither --trust-root nor --anchor-key
     assert hashlib.sha256(ks).hexdigest() in json.loads(answer.read_bytes())["digest"]
+
+
+def test_countersign_refuses_an_anchor_response_whose_key_id_names_another_key(operator):
+    """Consistent with bundle verification: a signature is tried only under keys matching its one-byte hint."""
+    ks = make_keyset(operator.namespace, 1)
+    resp = requests.post(operator.signer.url + "/api/v1/sign-keyset", data=ks, timeout=10,
+                         headers={"Authorization": f"Bearer {operator.signer.tokens['write']}"})
+    body = resp.json()
+    body["key_id"] = (body["key_id"] + 1) % 256
+    answer = write(operator, "anchor.json", json.dumps(body).encode())
+    res = CliRunner().invoke(main, ["countersign", "--keyset", str(write(operator, "k.json", ks)), "--response",
+                                    str(answer), "--key", f"file:{operator.countersign_key}", "--trust-root",
+                                    str(operator.trust_root)])
+    assert res.exit_code == 1 and f"with key id {body['key_id']}" in res.output
+
+
+def test_publish_and_countersign_refuse_a_pin_value_in_the_countersign_key_reference(operator):
+    ref = "pkcs11:token=t;object=k?module-path=/nonexistent/p11.so&pin-value=SuperSecretPin"
+    path = write(operator, "k.json", make_keyset(operator.namespace, 1))
+    res = CliRunner().invoke(main, ["publish", str(path), "--signer", operator.signer.url, "--countersign-key", ref,
+                                    "--trust-root", str(operator.trust_root)], env=operator.env())
+    assert res.exit_code == 1 and "pin-source" in res.output and "SuperSecretPin" not in res.output
+    answer = write(operator, "anchor.json", json.dumps({
+        "ciphersuite": 1, "namespace": operator.namespace, "timestamp": 1, "epoch": 1,
+        "digest": hashlib.sha256(make_keyset(operator.namespace, 1)).hexdigest(), "signature": "00" * 64}).encode())
+    res = CliRunner().invoke(main, ["countersign", "--keyset", str(path), "--response", str(answer), "--key", ref,
+                                    "--trust-root", str(operator.trust_root)])
+    assert res.exit_code == 1 and "pin-source" in res.output and "SuperSecretPin" not in res.output
+    assert [e["kind"] for e in operator.journal()] == ["namespace-created"]

@@ -51,8 +51,10 @@ class Signer:
 
 
 def make_signer(data_dir: Path, *, key: SeedSigner | None = None, clock: Clock | None = None,
-                namespaces: tuple[str, ...] = (NS,), **overrides) -> Signer:
-    tokens = prepare_data_dir(data_dir, namespaces)
+                namespaces: tuple[str, ...] = (NS,), mode: str = "keyset", **overrides) -> Signer:
+    """An in-process signer whose ``namespaces`` are created in ``mode`` (``keyset``, as the signer's
+    default, or ``digest`` for Plexi's digest-only path)."""
+    tokens = prepare_data_dir(data_dir, namespaces, mode=mode)
     key = key or SeedSigner("anchor")
     clock = clock or Clock()
     app = create_app(load_config(data_dir, signer=key, clock=clock, **overrides))
@@ -61,4 +63,11 @@ def make_signer(data_dir: Path, *, key: SeedSigner | None = None, clock: Clock |
 
 @pytest.fixture
 def signer(tmp_path) -> Signer:
+    """A signer whose namespace NS is a ``digest`` namespace (the Plexi-compatible digest-only path)."""
+    return make_signer(tmp_path / "signer", mode="digest")
+
+
+@pytest.fixture
+def keyset_signer(tmp_path) -> Signer:
+    """A signer whose namespace NS is a ``keyset`` namespace (the default)."""
     return make_signer(tmp_path / "signer")

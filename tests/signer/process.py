@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signer.config import init_data_dir
 from signer.journal import Journal
-from signer.rules import STATUS_ONLINE
+from signer.rules import MODE_KEYSET, STATUS_ONLINE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,8 +43,11 @@ def write_seed_key(path: Path, seed: bytes) -> Path:
 
 
 def prepare_data_dir(data_dir: Path, namespaces: tuple[str, ...] = (), *, key_seed: bytes | None = None,
-                     key_ref: str | None = None, ciphersuite: int = 1) -> dict[str, str]:
-    """Create a signer data directory (tokens, key, namespaces); return ``{"admin": tok, "write": tok}``."""
+                     key_ref: str | None = None, ciphersuite: int = 1, mode: str = MODE_KEYSET) -> dict[str, str]:
+    """Create a signer data directory (tokens, key, namespaces); return ``{"admin": tok, "write": tok}``.
+
+    Namespaces are created in ``mode`` (``keyset`` by default, as the signer does; ``digest`` for tests
+    of Plexi's digest-only path)."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if key_seed is not None and not (data_dir / "anchor.key").exists():
         write_seed_key(data_dir / "anchor.key", key_seed)
@@ -52,21 +55,25 @@ def prepare_data_dir(data_dir: Path, namespaces: tuple[str, ...] = (), *, key_se
     journal = Journal(data_dir / "journal.sqlite")
     for ns in namespaces:
         journal.create_namespace(ns, ciphersuite=ciphersuite, status=STATUS_ONLINE, log_directory=None,
-                                 now_ms=int(time.time() * 1000), client="test")
+                                 now_ms=int(time.time() * 1000), client="test", mode=mode)
     journal.close()
     return {name: (data_dir / "tokens" / f"{name}.token").read_text().strip() for name in ("admin", "write")}
 
 
 class SignerProcess:
-    """``python -m signer serve --data DIR --port P`` as a child process; ``url`` once ready."""
+    """``python -m signer serve --data DIR --port P`` as a child process; ``url`` once ready.
+
+    ``module`` is the entry point run with ``-m``: ``signer`` (production), or
+    ``tests.signer.crashing_signer`` (the same server with the test-only SIGKILL-after-commit hook).
+    """
 
     def __init__(self, data_dir: Path, *, workers: int = 1, key_ref: str | None = None,
-                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log_path: Path | None = None, module: str = "signer") -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or data_dir.parent / f"signer-{self.port}.log"
-        args = [sys.executable, "-m", "signer", "serve", "--data", str(data_dir), "--port", str(self.port),
+        args = [sys.executable, "-m", module, "serve", "--data", str(data_dir), "--port", str(self.port),
                 "--workers", str(workers)]
         if key_ref is not None:
             args += ["--key", key_ref]

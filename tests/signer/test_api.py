@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,8 @@ def test_signer_reproduces_plexis_published_vectors(tmp_path, index):
     tv = json.loads(VECTORS.read_text())[index]
     key = InMemorySigner(bytes.fromhex(tv["signing_key"]))
     s = make_signer(tmp_path / "s", key=key, clock=Clock(tv["timestamp"]), namespaces=())
-    created = s.client.post("/namespaces", json={"name": tv["namespace"], "ciphersuite": tv["ciphersuite"]},
-                            headers=s.auth("admin"))
+    created = s.client.post("/namespaces", json={"name": tv["namespace"], "ciphersuite": tv["ciphersuite"],
+                                                 "mode": "digest"}, headers=s.auth("admin"))
     assert created.status_code == 201
     body = s.sign(tv["epoch"], bytes.fromhex(tv["digest"]), ns=tv["namespace"]).get_json()
     assert body["signature"] == tv["signature"]
@@ -67,6 +68,7 @@ def test_info_namespaces_and_audits(signer):
                     "logs": [NS]}
     record = signer.client.get(f"/namespaces/{NS}").get_json()
     assert record["status"] == "Online" and record["root"] is None and record["ciphersuite"] == 1
+    assert record["mode"] == "digest"
     assert record["audits_uri"] == f"/namespaces/{NS}/audits" and "last_verified_epoch" not in record
     first = signer.sign(1, D[1]).get_json()
     signer.clock.ms += 5
@@ -170,9 +172,9 @@ def test_namespace_scoped_write_token(tmp_path):
     from signer.config import add_token
 
     data = tmp_path / "s"
-    make_signer(data, namespaces=(NS, "other.ns"))
+    make_signer(data, namespaces=(NS, "other.ns"), mode="digest")
     path = add_token(data, "scoped", "write", ("other.ns",))
-    s = make_signer(data)  # restart: tokens are read at start
+    s = make_signer(data, mode="digest")  # restart: tokens are read at start
     s.tokens["scoped"] = path.read_text().strip()
     assert path.stat().st_mode & 0o777 == 0o600
     assert s.sign(1, D[1], role="scoped").status_code == 403
@@ -185,10 +187,12 @@ def test_admin_creates_and_disables_namespaces(signer):
     assert signer.client.post("/namespaces", json={"name": "new.ns"}, headers=signer.auth()).status_code == 403
     assert signer.client.post("/namespaces", json={"name": "new.ns"}).status_code == 401
     resp = signer.client.post("/namespaces", json={"name": "new.ns", "ciphersuite": 2, "log_directory": None,
-                                                   "root": None}, headers=admin)
+                                                   "root": None, "mode": "digest"}, headers=admin)
     assert resp.status_code == 201 and resp.get_json()["ciphersuite"] == 2
-    assert signer.client.post("/namespaces", json={"name": "new.ns", "ciphersuite": 2}, headers=admin).status_code == 200
-    conflict = signer.client.post("/namespaces", json={"name": "new.ns", "ciphersuite": 1}, headers=admin)
+    again = signer.client.post("/namespaces", json={"name": "new.ns", "ciphersuite": 2, "mode": "digest"}, headers=admin)
+    assert again.status_code == 200
+    conflict = signer.client.post("/namespaces", json={"name": "new.ns", "ciphersuite": 1, "mode": "digest"},
+                                  headers=admin)
     assert conflict.status_code == 409
     root = signer.client.post("/namespaces", json={"name": "x.ns", "root": "5/" + "00" * 32}, headers=admin)
     assert root.status_code == 400 and root.get_json()["code"] == "root-not-supported"
@@ -208,7 +212,8 @@ def test_admin_creates_and_disables_namespaces(signer):
 
 def test_initialization_namespace_signs_only_once_online(signer):
     admin = signer.auth("admin")
-    signer.client.post("/namespaces", json={"name": "init.ns", "status": "Initialization"}, headers=admin)
+    signer.client.post("/namespaces", json={"name": "init.ns", "status": "Initialization", "mode": "digest"},
+                       headers=admin)
     assert signer.sign(1, D[1], ns="init.ns").get_json()["code"] == "namespace-not-online"
     signer.client.patch("/namespaces/init.ns", json={"status": "Online"}, headers=admin)
     assert signer.sign(1, D[1], ns="init.ns").status_code == 200
@@ -287,8 +292,65 @@ class _BrokenKey:
 
 @pytest.mark.parametrize("mode", ["raise", "bad-signature"])
 def test_key_failure_is_503_and_nothing_is_journalled(tmp_path, mode):
-    s = make_signer(tmp_path / "s", key=_BrokenKey(mode))
+    s = make_signer(tmp_path / "s", key=_BrokenKey(mode), mode="digest")
     resp = s.sign(1, D[1])
     assert resp.status_code == 503 and resp.get_json()["code"] == "key-unavailable"
     assert _events(s) == [("namespace-created", None)]
     assert Journal(s.data_dir / "journal.sqlite").entry(NS, 1) is None
+
+
+# -- namespace modes: the digest-only path cannot route around the keyset rules ------------------------
+
+
+def test_digest_path_cannot_bypass_the_chain_rule_on_a_keyset_namespace(keyset_signer):
+    """The review's PoC: a forked keyset refused on /api/v1/sign-keyset must not be signable by its digest."""
+    s = keyset_signer
+    k1, _ = chain(NS, 2)
+    assert s.sign_keyset(k1).status_code == 200
+    forked = make_keyset(NS, 2, previous=b"\x11" * 32, label="evil")
+    assert s.sign_keyset(forked).get_json()["code"] == "broken-chain"
+    resp = s.sign(2, hashlib.sha256(forked).digest())
+    assert resp.status_code == 409 and resp.get_json()["code"] == "keyset-required"
+    assert "/api/v1/sign-keyset" in resp.get_json()["error"]
+    assert s.client.get(f"/namespaces/{NS}/audits/2").status_code == 404
+    assert s.sign(1, hashlib.sha256(k1).digest()).get_json()["code"] == "keyset-required"  # even a repeat
+    latest = s.journal()[0]
+    assert (latest["kind"], latest["epoch"], latest["client"]) == ("refused", 1, "write")
+    assert latest["reason"].startswith("keyset-required:")
+
+
+def test_digest_path_refused_on_a_fresh_keyset_namespace(keyset_signer):
+    resp = keyset_signer.sign(1, D[1])
+    assert resp.status_code == 409 and resp.get_json()["code"] == "keyset-required"
+    assert keyset_signer.client.get(f"/namespaces/{NS}/audits/1").status_code == 404
+
+
+def test_namespaces_are_created_keyset_mode_unless_digest_is_asked_for(keyset_signer):
+    s, admin = keyset_signer, keyset_signer.auth("admin")
+    assert s.client.get(f"/namespaces/{NS}").get_json()["mode"] == "keyset"
+    created = s.client.post("/namespaces", json={"name": "plain.ns"}, headers=admin)
+    assert created.status_code == 201 and created.get_json()["mode"] == "keyset"
+    assert s.sign(1, D[1], ns="plain.ns").get_json()["code"] == "keyset-required"
+    digest = s.client.post("/namespaces", json={"name": "plexi.ns", "mode": "digest"}, headers=admin)
+    assert digest.status_code == 201 and digest.get_json()["mode"] == "digest"
+    assert s.sign(1, D[1], ns="plexi.ns").status_code == 200
+    # The mode is fixed at creation.
+    flip = s.client.post("/namespaces", json={"name": "plain.ns", "mode": "digest"}, headers=admin)
+    assert flip.status_code == 409 and flip.get_json()["code"] == "namespace-exists"
+    assert s.client.post("/namespaces", json={"name": "x.ns", "mode": "both"}, headers=admin).status_code == 400
+    assert s.client.patch("/namespaces/plain.ns", json={"mode": "digest"}, headers=admin).status_code == 400
+    modes = {r["name"]: r["mode"] for r in s.client.get("/namespaces").get_json()["namespaces"]}
+    assert modes == {NS: "keyset", "plain.ns": "keyset", "plexi.ns": "digest"}
+
+
+def test_keyset_issued_at_going_backwards_is_refused(keyset_signer):
+    now = int(time.time())
+    k1 = make_keyset(NS, 1, now=now)
+    assert keyset_signer.sign_keyset(k1).status_code == 200
+    older = make_keyset(NS, 2, hashlib.sha256(k1).digest(), now=now - 3600)
+    resp = keyset_signer.sign_keyset(older)
+    assert resp.status_code == 409 and resp.get_json()["code"] == "issued-at-regressed"
+    assert "issued_at" in resp.get_json()["error"]
+    assert keyset_signer.journal()[0]["kind"] == "refused"
+    same_time = make_keyset(NS, 2, hashlib.sha256(k1).digest(), now=now, label="next")
+    assert keyset_signer.sign_keyset(same_time).status_code == 200  # equal issued_at is allowed

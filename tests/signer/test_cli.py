@@ -52,3 +52,23 @@ def test_serve_refuses_a_missing_explicit_key_without_creating_one(tmp_path):
     res = CliRunner().invoke(main, ["signer", "serve", "--data", str(data), "--key", f"file:{tmp_path / 'nope.key'}"])
     assert res.exit_code == 1 and "no such file" in res.output
     assert not (data / "anchor.key").exists()
+
+
+def test_init_creates_keyset_namespaces_unless_mode_digest_is_given(tmp_path):
+    data = tmp_path / "d"
+    res = CliRunner().invoke(main, ["signer", "init", "--data", str(data), "--namespace", NS])
+    assert res.exit_code == 0 and "mode keyset" in res.output
+    res = CliRunner().invoke(main, ["signer", "init", "--data", str(data), "--namespace", "plexi.ns", "--mode", "digest"])
+    assert res.exit_code == 0 and "mode digest" in res.output
+    journal = Journal(data / "journal.sqlite")
+    assert {n.name: n.mode for n in journal.namespaces()} == {NS: "keyset", "plexi.ns": "digest"}
+    # The mode is fixed: asking for the other one later is refused, not silently ignored.
+    res = CliRunner().invoke(main, ["signer", "init", "--data", str(data), "--namespace", NS, "--mode", "digest"])
+    assert res.exit_code == 1 and "mode keyset" in res.output
+    assert CliRunner().invoke(main, ["signer", "init", "--data", str(data), "--mode", "both"]).exit_code == 2
+
+
+def test_init_refuses_a_pin_value_in_the_key_reference(tmp_path):
+    ref = "pkcs11:token=t;object=anchor?module-path=/nonexistent/p11.so&pin-value=SuperSecretPin"
+    res = CliRunner().invoke(main, ["signer", "init", "--data", str(tmp_path / "d"), "--key", ref])
+    assert res.exit_code == 1 and "pin-source" in res.output and "SuperSecretPin" not in res.output

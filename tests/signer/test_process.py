@@ -32,7 +32,7 @@ def data_dir(tmp_path):
 
 
 def test_end_to_end_over_http(data_dir):
-    tokens = prepare_data_dir(data_dir, (NS,), key_seed=seed("anchor"))
+    tokens = prepare_data_dir(data_dir, (NS,), key_seed=seed("anchor"), mode="digest")
     with SignerProcess(data_dir) as proc, requests.Session() as s:
         info = s.get(proc.url + "/info", timeout=5).json()
         assert info["keys"][0]["public_key"] == ANCHOR.public_key.hex()
@@ -56,7 +56,7 @@ def test_end_to_end_over_http(data_dir):
 
 
 def test_equivocation_refused_across_a_restart(data_dir):
-    tokens = prepare_data_dir(data_dir, (NS,))
+    tokens = prepare_data_dir(data_dir, (NS,), mode="digest")
     with SignerProcess(data_dir) as proc:
         first = _sign(proc.url, tokens["write"], 1, D[1])
         assert first.status_code == 200
@@ -70,8 +70,8 @@ def test_equivocation_refused_across_a_restart(data_dir):
 
 
 def test_kill_9_between_journal_commit_and_response_then_retry_gets_the_same_signature(data_dir):
-    tokens = prepare_data_dir(data_dir, (NS,))
-    crashing = SignerProcess(data_dir, env={"FLEETKEYS_SIGNER_CRASH_AFTER_COMMIT": "1"})
+    tokens = prepare_data_dir(data_dir, (NS,), mode="digest")
+    crashing = SignerProcess(data_dir, module="tests.signer.crashing_signer")
     try:
         with pytest.raises(requests.ConnectionError):
             _sign(crashing.url, tokens["write"], 1, D[1])
@@ -93,8 +93,17 @@ def test_kill_9_between_journal_commit_and_response_then_retry_gets_the_same_sig
         assert len(signed) == 1
 
 
+def test_crash_environment_variable_arms_nothing_in_the_production_entry_point(data_dir):
+    """The SIGKILL-after-commit fault hook is test-only: the production ``serve`` ignores the old variable."""
+    tokens = prepare_data_dir(data_dir, (NS,), mode="digest")
+    with SignerProcess(data_dir, env={"FLEETKEYS_SIGNER_CRASH_AFTER_COMMIT": "1"}) as proc:
+        assert _sign(proc.url, tokens["write"], 1, D[1]).status_code == 200
+        assert _sign(proc.url, tokens["write"], 2, D[2]).status_code == 200
+        assert proc.proc.poll() is None and "crash hook" not in proc.log()
+
+
 def test_two_workers_racing_two_digests_for_one_epoch_sign_exactly_one(data_dir):
-    tokens = prepare_data_dir(data_dir, (NS,))
+    tokens = prepare_data_dir(data_dir, (NS,), mode="digest")
     with SignerProcess(data_dir, workers=2) as proc:
         for epoch in range(1, 9):
             barrier = threading.Barrier(2)
@@ -121,11 +130,22 @@ def test_two_workers_racing_two_digests_for_one_epoch_sign_exactly_one(data_dir)
 def test_softhsm_key_round_trip(data_dir, tmp_path):
     token = make_token(tmp_path)
     public_key = token.generate_key("anchor")
-    tokens = prepare_data_dir(data_dir, (NS,), key_ref=token.key_ref("anchor"))
-    with SignerProcess(data_dir, key_ref=token.key_ref("anchor"), env=token.env) as proc:
+    ref = token.key_ref("anchor", pin_source=True)  # a PIN never goes on the command line
+    tokens = prepare_data_dir(data_dir, (NS,), key_ref=ref, mode="digest")
+    with SignerProcess(data_dir, key_ref=ref, env=token.env) as proc:
         info = requests.get(proc.url + "/info", timeout=5).json()
         assert info["keys"][0]["public_key"] == public_key.hex()
         body = _sign(proc.url, tokens["write"], 1, D[1]).json()
         assert body["key_id"] == public_key[-1]
         ed25519.verify(public_key, bytes.fromhex(body["serialized_message"]), bytes.fromhex(body["signature"]))
     assert not (data_dir / "anchor.key").exists()  # a pkcs11: key never makes a file key
+
+
+@requires_softhsm
+def test_serve_refuses_a_pin_value_in_its_key_reference(data_dir, tmp_path):
+    token = make_token(tmp_path)
+    token.generate_key("anchor")
+    prepare_data_dir(data_dir, (NS,), key_ref=token.key_ref("anchor", pin_source=True))
+    with pytest.raises(RuntimeError, match="exited with 1") as info:
+        SignerProcess(data_dir, key_ref=token.key_ref("anchor"), env=token.env)
+    assert "pin-value= in a key reference is refused" in str(info.value)

@@ -6,6 +6,8 @@ import pytest
 
 from signer.rules import (
     GENESIS_PREVIOUS,
+    MODE_DIGEST,
+    MODE_KEYSET,
     STATUS_DISABLED,
     STATUS_INITIALIZATION,
     STATUS_ONLINE,
@@ -17,7 +19,8 @@ from signer.rules import (
     next_timestamp,
 )
 
-NS = Namespace("ns", 1, STATUS_ONLINE, None, 0)
+NS = Namespace("ns", 1, STATUS_ONLINE, None, 0, MODE_DIGEST)  # digest-only requests allowed
+KNS = Namespace("ns", 1, STATUS_ONLINE, None, 0, MODE_KEYSET)
 D1, D2, D3 = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
 
 
@@ -61,13 +64,13 @@ def test_repeat_of_signed_request_returns_stored_entry():
 
 def test_repeat_still_answered_after_namespace_disabled():
     stored = entry(1, D1)
-    disabled = Namespace("ns", 1, STATUS_DISABLED, None, 0)
+    disabled = Namespace("ns", 1, STATUS_DISABLED, None, 0, MODE_DIGEST)
     assert check_request(SignRequest("ns", 1, D1), disabled, stored, stored, 1) is stored
 
 
 @pytest.mark.parametrize("status", [STATUS_DISABLED, STATUS_INITIALIZATION])
 def test_namespace_not_online_refused(status):
-    r = refusal(SignRequest("ns", 1, D1), ns=Namespace("ns", 1, status, None, 0))
+    r = refusal(SignRequest("ns", 1, D1), ns=Namespace("ns", 1, status, None, 0, MODE_DIGEST))
     assert (r.status, r.code, r.record) == (409, "namespace-not-online", True)
 
 
@@ -86,6 +89,29 @@ def test_genesis_previous_must_be_zeros():
     r = refusal(SignRequest("ns", 1, D1, previous=D3))
     assert r.code == "broken-chain"
     assert check_request(SignRequest("ns", 1, D1, previous=GENESIS_PREVIOUS), NS, None, None, None) is None
+
+
+def test_digest_only_request_on_a_keyset_namespace_refused():
+    """The chain bypass: a bare digest would skip the previous and keyset checks of the keyset path."""
+    r = refusal(SignRequest("ns", 2, D2), ns=KNS, last=entry(1, D1))
+    assert (r.status, r.code, r.record) == (409, "keyset-required", True)
+    stored = entry(1, D1)
+    assert refusal(SignRequest("ns", 1, D1), ns=KNS, last=stored, at=stored, digest_epoch=1).code == "keyset-required"
+    assert check_request(SignRequest("ns", 2, D2, previous=D1), KNS, entry(1, D1), None, None) is None
+
+
+def test_namespace_without_a_mode_is_a_keyset_namespace():
+    assert Namespace("ns", 1, STATUS_ONLINE, None, 0).mode == MODE_KEYSET
+
+
+def test_issued_at_going_backwards_refused():
+    last = SignedEntry("ns", 1, D1, GENESIS_PREVIOUS, 1, 1, b"st", bytes(64), bytes(32), issued_at=2000)
+    r = refusal(SignRequest("ns", 2, D2, previous=D1, issued_at=1999), ns=KNS, last=last)
+    assert (r.status, r.code, r.record) == (409, "issued-at-regressed", True)
+    assert "1970-01-01T00:33:19Z" in r.reason and "1970-01-01T00:33:20Z" in r.reason
+    assert check_request(SignRequest("ns", 2, D2, previous=D1, issued_at=2000), KNS, last, None, None) is None
+    # Unknown issued_at of the last epoch (a digest-only or pre-migration signature): nothing to compare.
+    assert check_request(SignRequest("ns", 2, D2, previous=D1, issued_at=5), KNS, entry(1, D1), None, None) is None
 
 
 def test_timestamp_strictly_increases_even_when_the_clock_goes_back():
