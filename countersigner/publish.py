@@ -46,6 +46,7 @@ from typing import Any
 
 import requests
 
+from verifier.atomicfile import write_atomic
 from verifier.bundle import MAX_BUNDLE_SIZE, parse_bundle, verify_bundle
 from verifier.cjson import loads_strict
 from verifier.errors import FormatError, VerificationError
@@ -98,26 +99,8 @@ def read_token(path: str | os.PathLike[str] | None, env: str) -> str | None:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory, fsync'd, then renamed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Write a (public) bundle file crash-safely: :func:`verifier.atomicfile.write_atomic`, mode 0644."""
+    write_atomic(path, data, mode=0o644)
 
 
 def _read_body(resp: requests.Response, limit: int, what: str) -> bytes:

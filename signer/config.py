@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verifier.atomicfile import write_atomic
 from verifier.keys import Signer, generate_key_file
 
 CONFIG_FILE = "signer.json"
@@ -125,15 +126,8 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _replace_private(path: Path, data: bytes) -> None:
-    """Atomically replace ``path`` (write a 0600 temp file, fsync, rename, fsync the directory)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    _write_private(tmp, data)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Atomically replace ``path`` with a 0600 file (:func:`verifier.atomicfile.write_atomic`)."""
+    write_atomic(path, data, mode=0o600)
 
 
 def read_tokens(data_dir: Path) -> tuple[Token, ...]:

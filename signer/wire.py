@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from verifier.cjson import loads_strict
+from verifier.cjson import expect_object, loads_strict
 from verifier.errors import VerificationError
 from verifier.keyset import NAMESPACE_RE
 
@@ -62,15 +62,10 @@ def parse_json(body: bytes, what: str, max_size: int) -> Any:
 
 
 def _object(value: Any, required: set[str], optional: set[str], what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise bad_request(f"{what}: expected a JSON object")
-    missing = required - value.keys()
-    unknown = value.keys() - required - optional
-    if missing:
-        raise bad_request(f"{what}: missing field(s) {sorted(missing)}")
-    if unknown:
-        raise bad_request(f"{what}: unknown field(s) {sorted(unknown)[:5]}")
-    return value
+    try:
+        return expect_object(value, required, what, optional)
+    except VerificationError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def check_namespace_name(name: Any) -> str:

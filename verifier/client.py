@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import requests
 
+from .atomicfile import write_atomic
 from .checkpoint import parse_checkpoint_body
 from .errors import ExpiredError, FormatError, FreezeError, SizeLimitError, VerificationError
 from .keyset import MAX_EPOCH, Fleet, format_time, parse_keyset
@@ -63,25 +63,6 @@ class RefreshResult:
     checkpoint_size: int
     epochs_verified: tuple[int, ...]
     message: str
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write-temp, fsync, rename, fsync-dir: after a crash ``path`` holds the old or the new bytes."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class Client:
@@ -119,7 +100,7 @@ class Client:
         return state
 
     def _save(self, state: ClientState) -> None:
-        _write_atomic(self.state_path, state.to_bytes())
+        write_atomic(self.state_path, state.to_bytes())
         self.state = state
 
     # -- HTTP ------------------------------------------------------------------------------------
