@@ -53,6 +53,16 @@ def _check_types(value: Any, depth: int) -> None:
     raise FormatError(f"JSON: unsupported type {type(value).__name__}")
 
 
+def _check_depth(value: Any, depth: int = 0) -> None:
+    """Nesting bound for values from ``json.loads`` with float hooks (only JSON types can occur)."""
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for child in children:
+        if depth >= MAX_DEPTH:  # the child is at depth + 1 > MAX_DEPTH, as in _check_types
+            raise FormatError(f"JSON nested deeper than {MAX_DEPTH}")
+        if isinstance(child, dict | list):
+            _check_depth(child, depth + 1)
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
@@ -102,7 +112,7 @@ def loads_canonical(data: bytes, what: str, max_size: int) -> Any:
     data = bytes(data)
     try:
         value = json.loads(data.decode("utf-8"), parse_float=_reject_float, parse_constant=_reject_float)
-        _check_types(value, 0)  # depth bound
+        _check_depth(value)
         canonical = _encode(value) == data
     except (FormatError, UnicodeDecodeError, ValueError, RecursionError):
         canonical = False

@@ -36,7 +36,7 @@ import requests
 from .atomicfile import write_atomic
 from .checkpoint import parse_checkpoint_body
 from .errors import ExpiredError, FormatError, FreezeError, SizeLimitError, VerificationError
-from .keyset import MAX_EPOCH, Fleet, format_time, parse_keyset
+from .keyset import MAX_EPOCH, Fleet, format_time
 from .note import b64decode_strict, parse_note
 from .tlogproof import parse_tlog_proof
 from .trustroot import TrustRoot, load_trust_root
@@ -272,7 +272,7 @@ class Client:
         state = self.state
         if state.keyset is None:
             raise FetchError(f"distributor unreachable and no verified state saved yet: {exc}") from exc
-        keyset = parse_keyset(state.keyset)
+        keyset = state.saved_keyset
         if now >= keyset.expires_at:
             raise ExpiredError(f"distributor unreachable ({exc}) and the last verified keyset (epoch {keyset.epoch}) "
                                f"expired at {format_time(keyset.expires_at)}: refusing stale keys") from exc
@@ -285,7 +285,7 @@ class Client:
         """The fleet keys from the saved state (no network); empty before the first refresh."""
         if self.state.keyset is None:
             return ()
-        keyset = parse_keyset(self.state.keyset)
+        keyset = self.state.saved_keyset
         now = int(self.clock())
         if now >= keyset.expires_at:
             raise ExpiredError(f"saved keyset epoch {keyset.epoch} expired at {format_time(keyset.expires_at)}")

@@ -26,6 +26,7 @@ prime-order point, an X25519 key not a low-order point.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -66,16 +67,25 @@ _X25519_LOW_ORDER = {
 _P25519 = (1 << 255) - 19
 
 
+@functools.lru_cache(maxsize=4096)
+def _time_seconds(value: str) -> int:
+    """Seconds for a well-formed time string (cached: the same times recur across fleets and epochs)."""
+    match = _TIME_RE.match(value)
+    if match is None:
+        raise ValueError("malformed")
+    return int(datetime(*map(int, match.groups()), tzinfo=UTC).timestamp())
+
+
 def parse_time(value: Any, what: str) -> int:
     """``YYYY-MM-DDTHH:MM:SSZ`` (UTC, exactly this form) to POSIX seconds."""
-    match = _TIME_RE.match(value) if isinstance(value, str) else None
-    if match is None:
+    if not isinstance(value, str) or len(value) != 20:
         raise FormatError(f"{what}: expected a time like 2027-01-01T00:00:00Z, found {str(value)[:40]!r}")
     try:
-        dt = datetime(*map(int, match.groups()), tzinfo=UTC)
+        return _time_seconds(value)
     except ValueError as exc:
+        if not _TIME_RE.match(value):
+            raise FormatError(f"{what}: expected a time like 2027-01-01T00:00:00Z, found {value!r}") from exc
         raise FormatError(f"{what}: invalid date {value!r}") from exc
-    return int(dt.timestamp())
 
 
 def format_time(seconds: int) -> str:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import re
@@ -62,14 +63,15 @@ def b64decode_strict(text: str | bytes, what: str) -> bytes:
     else:
         raw_text = bytes(text)
     try:
-        data = base64.b64decode(raw_text, validate=True)
+        data = binascii.a2b_base64(raw_text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise FormatError(f"{what}: invalid base64 ({exc})") from exc
-    if base64.b64encode(data) != raw_text:
+    if binascii.b2a_base64(data, newline=False) != raw_text:
         raise FormatError(f"{what}: non-canonical base64")
     return data
 
 
+@functools.lru_cache(maxsize=1024)
 def is_valid_name(name: str) -> bool:
     """A key name: non-empty valid UTF-8, no ``+``, no Unicode white space (Go's ``isValidName``)."""
     try:

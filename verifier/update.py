@@ -37,6 +37,7 @@ Verification steps, in this order (mirrored in ``bundles/FORMAT.md`` §7):
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -88,9 +89,14 @@ class ClientState:
     rotation_indexes: tuple[int, ...] = ()
     """Log indexes of the trust-root rotations followed (entries allowed after the newest bundle)."""
 
+    @functools.cached_property
+    def saved_keyset(self) -> Keyset | None:
+        """The parsed ``keyset`` (parsed once per state object: a client verifies many times per load)."""
+        return parse_keyset(self.keyset) if self.keyset is not None else None
+
     @property
     def epoch(self) -> int:
-        return parse_keyset(self.keyset).epoch if self.keyset else 0
+        return self.saved_keyset.epoch if self.saved_keyset else 0
 
     def to_bytes(self) -> bytes:
         """Canonical JSON; see :meth:`from_bytes`."""
@@ -125,14 +131,14 @@ class ClientState:
         if (root is None) != (size == 0) or (root is not None and len(root) != 32):
             raise FormatError("client state: checkpoint size and root disagree")
         keyset = blob("keyset")
-        if keyset is not None:
-            parse_keyset(keyset)
         rotations = obj["rotation_indexes"]
         if not isinstance(rotations, list) or len(rotations) > MAX_ROTATIONS:
             raise FormatError(f"client state.rotation_indexes: expected a list of at most {MAX_ROTATIONS} indexes")
         indexes = tuple(expect_int(i, "client state.rotation_indexes[]", 0, size) for i in rotations)
-        return cls(keyset, size, root, expect_int(obj["freshness_time"], "client state.freshness_time", 0, 1 << 62),
-                   blob("trust_root"), indexes)
+        state = cls(keyset, size, root, expect_int(obj["freshness_time"], "client state.freshness_time", 0, 1 << 62),
+                    blob("trust_root"), indexes)
+        _ = state.saved_keyset  # parse (and cache) the keyset now: a corrupt one fails at load
+        return state
 
     def trust_root_in_force(self, bootstrap: TrustRoot) -> TrustRoot:
         """The rotated root this state followed, else the bootstrap root."""
@@ -235,7 +241,7 @@ def _check_newest(index: int, size: int, state: ClientState) -> None:
 
 def _check_epoch(keyset: Keyset, state: ClientState, now: int) -> bool:
     """Steps 8 and 9; returns whether the epoch is new."""
-    saved = parse_keyset(state.keyset) if state.keyset is not None else None
+    saved = state.saved_keyset
     if saved is not None:
         if keyset.epoch < saved.epoch:
             raise RollbackError(f"epoch {keyset.epoch} is older than epoch {saved.epoch} already accepted")
@@ -276,7 +282,7 @@ def verify_update(bundle: bytes, proof: bytes, checkpoint: bytes, *, trust_root:
     if state.keyset is not None and envelope.keyset == state.keyset:
         # Re-check of the keyset already accepted (its signatures verified then, perhaps under an
         # earlier trust root): only its inclusion in a fresh, consistent checkpoint is new.
-        keyset = parse_keyset(state.keyset)
+        keyset = state.saved_keyset
     else:
         keyset = verify_parsed_bundle(envelope, root, bytes(bundle)).keyset                                  # 3-7
     changed = _check_epoch(keyset, state, now)                                       # 8-9
@@ -287,6 +293,7 @@ def verify_update(bundle: bytes, proof: bytes, checkpoint: bytes, *, trust_root:
         _check_newest(parsed.index, vcp.checkpoint.size, state)                      # 13
     new_state = replace(state, keyset=keyset.raw, checkpoint_size=vcp.checkpoint.size,
                         checkpoint_root=vcp.checkpoint.root, freshness_time=vcp.freshness_time)
+    new_state.__dict__["saved_keyset"] = keyset  # already parsed: seed the cached_property
     return VerifiedUpdate(keyset.epoch, keyset, keyset.active_fleets(now), vcp.checkpoint,
                           parsed.index, new_state, changed)
 
