@@ -273,6 +273,7 @@ class Log:
         self._note_signer = NoteSigner.from_signer(origin, log_signer)
         self.log_key = self._note_signer.verifier
         self.freshness = Freshness(origin, freshness_signer, interval=freshness_interval, clock=clock)
+        self._clock = clock
         self._bootstrap = trust_root
         self._static = static
         self._wlock = threading.Lock()
@@ -482,6 +483,10 @@ class Log:
                     check_chain(change.last_digest, verified.keyset)
                 except ChainError as exc:
                     raise RuleViolation(str(exc)) from exc
+                if verified.keyset.expires_at <= int(self._clock()):
+                    # Every client would refuse it, and as the log's newest epoch it would freeze them all.
+                    raise RuleViolation(f"keyset epoch {epoch} already expired at "
+                                        f"{format_time(verified.keyset.expires_at)}")
                 index = state.size + len(change.entries)
                 pending[epoch] = index
                 ks = verified.keyset

@@ -24,6 +24,8 @@ NAMESPACE = "example.messenger/backup-vaults/v1"
 ORIGIN = "log.fleetkeys.example/v1"
 T0 = parse_time("2026-11-25T10:00:00Z", "t0")
 DAY = 86400
+#: Test material stays valid for decades so suites that run servers on the real clock do not expire.
+YEAR = 365 * DAY
 
 
 def seed(label: str) -> bytes:
@@ -58,7 +60,7 @@ def fleet_key(label: str, algorithm: str = "x25519") -> bytes:
 
 
 def fleet(fleet_id: str, status: str = "active", algorithm: str = "x25519") -> Fleet:
-    return Fleet(fleet_id, algorithm, fleet_key(fleet_id, algorithm), T0 - DAY, T0 + 365 * DAY, status)
+    return Fleet(fleet_id, algorithm, fleet_key(fleet_id, algorithm), T0 - DAY, T0 + 20 * YEAR, status)
 
 
 @dataclass
@@ -92,7 +94,7 @@ class World:
             log=LogConfig(self.origin, self.log_note.verifier, self.freshness_cosigner.verifier, 3600),
             witnesses=KeyGroup((NoteVerifier.from_public_key("witness.example/w1", self.witness.public_key,
                                                              ALG_COSIGNATURE_V1),), self.witness_threshold),
-            expires_at=T0 + 5 * 365 * DAY,
+            expires_at=T0 + 25 * YEAR,
         )
 
     def trust_root_bytes(self) -> bytes:
@@ -104,7 +106,7 @@ class World:
     def keyset(self, epoch: int, fleets, previous: bytes | None = None, issued_at: int = T0,
                expires_at: int | None = None) -> bytes:
         return encode_keyset(epoch=epoch, namespace=self.namespace, issued_at=issued_at + epoch,
-                             expires_at=expires_at if expires_at is not None else T0 + 30 * DAY,
+                             expires_at=expires_at if expires_at is not None else T0 + 20 * YEAR,
                              previous=previous if previous is not None else bytes.fromhex(GENESIS_PREVIOUS),
                              fleets=fleets)
 

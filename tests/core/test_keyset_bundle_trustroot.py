@@ -213,8 +213,8 @@ KEYSET_BAD_FIELDS = [
     (("epoch",), None), (("epoch",), ...),
     *[(("expires_at",), t) for t in BAD_TIMES],
     *[(("issued_at",), t) for t in BAD_TIMES],
-    (("issued_at",), "2026-12-25T10:00:00Z"),          # = expires_at
-    (("issued_at",), "2030-01-01T00:00:00Z"),          # after expires_at
+    (("issued_at",), "2046-11-20T10:00:00Z"),          # = expires_at
+    (("issued_at",), "2050-01-01T00:00:00Z"),          # after expires_at
     (("namespace",), ""), (("namespace",), "with space"), (("namespace",), "caf\u00e9"), (("namespace",), "n" * 257),
     (("namespace",), 7), (("namespace",), ...),
     (("previous",), "0" * 63), (("previous",), "0" * 65), (("previous",), "A" * 64), (("previous",), "g" * 64),
@@ -227,8 +227,8 @@ KEYSET_BAD_FIELDS = [
     (("fleets", 0, "status"), "Active"), (("fleets", 0, "status"), "expired"), (("fleets", 0, "status"), ["active"]),
     (("fleets", 0, "public_key"), ""), (("fleets", 0, "public_key"), "not base64!"), (("fleets", 0, "public_key"), 5),
     (("fleets", 0, "public_key"), base64.b64encode(bytes(31) + b"\x09").decode().rstrip("=")),
-    (("fleets", 0, "not_before"), "2027-11-25T10:00:00Z"),   # = not_after
-    (("fleets", 0, "not_before"), "2030-01-01T00:00:00Z"),   # after not_after
+    (("fleets", 0, "not_before"), "2046-11-20T10:00:00Z"),   # = not_after
+    (("fleets", 0, "not_before"), "2050-01-01T00:00:00Z"),   # after not_after
     *[(("fleets", 0, "not_after"), t) for t in BAD_TIMES[:4]],
     (("fleets", 0, "extra"), 1), (("fleets", 0, "status"), ...), (("fleets", 0, "public_key"), ...),
 ]

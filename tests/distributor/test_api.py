@@ -80,10 +80,10 @@ def test_publish_and_read_back(client, world):
     assert [e["epoch"] for e in epochs["epochs"]] == [3, 2] and epochs["next_before"] == 2
     assert epochs["epochs"][0] == {"epoch": 3, "index": 2, "digest": digest_of(chain[2]).hex(),
                                    "fleet_ids": ["fleet-1", "fleet-2", "fleet-3"],
-                                   "issued_at": "2026-11-25T10:00:03Z", "expires_at": "2026-12-25T10:00:00Z"}
+                                   "issued_at": "2026-11-25T10:00:03Z", "expires_at": "2046-11-20T10:00:00Z"}
     assert client.get("/api/v1/epochs?before=2").json == {
         "epochs": [{"epoch": 1, "index": 0, "digest": digest_of(chain[0]).hex(), "fleet_ids": ["fleet-1"],
-                    "issued_at": "2026-11-25T10:00:01Z", "expires_at": "2026-12-25T10:00:00Z"}],
+                    "issued_at": "2026-11-25T10:00:01Z", "expires_at": "2046-11-20T10:00:00Z"}],
         "next_before": None}
     cons = client.get("/api/v1/proof/consistency?from=1&to=3").json
     first = client.get("/api/v1/proof/consistency?from=3").json

@@ -233,3 +233,13 @@ def test_two_log_instances_on_one_database_follow_each_other(db, world):
     assert parse_keyset(parse_bundle(a.bundle()[1].data).keyset).epoch == 4
     s1.close()
     s2.close()
+
+
+def test_already_expired_keyset_is_refused(log, world):
+    """An expired epoch would be refused by every client and, as the newest, freeze them all."""
+    from tests.factory import T0
+
+    expired = world.bundle(world.keyset(1, [fleet("fleet-1")], expires_at=T0 + 10), 1)
+    with pytest.raises(RuleViolation, match="already expired"):
+        log.publish(expired)
+    assert log.head().size == 0
