@@ -7,38 +7,15 @@ publishes three epochs through the real publish pipeline and verifies each with 
 from __future__ import annotations
 
 import json
-import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 FLEETKEYS = [sys.executable, "-m", "fleetkeys"]
 
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*FLEETKEYS, *args], capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def serving(tmp_path_factory):
-    """A quickstart left serving (no --exit): yields (data dir, distributor URL, its first output)."""
-    data = tmp_path_factory.mktemp("qs") / "data"
-    proc = subprocess.Popen([*FLEETKEYS, "quickstart", "--data", str(data), "--port", "18080",
-                             "--signer-port", "18090"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("serving") or proc.poll() is not None:
-            break
-    output = "".join(lines)
-    assert "serving" in output, output
-    url = re.search(r"distributor:\s+(http://\S+)", output).group(1)
-    yield data, url, output, proc
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 0
 
 
 def test_quickstart_publishes_and_verifies_three_epochs(serving):
