@@ -26,7 +26,7 @@ Endpoints (DESIGN.md §5; every error is JSON ``{"error": "<reason>"}``):
 ``GET /api/v1/info``
     ``{"origin", "log_vkey", "freshness_vkey", "size", "trust_root", "trust_root_version"}``.
 ``GET /``
-    A pointer to ``/api/v1/info``.
+    The audit web page (:mod:`distributor.web`), verifying the log in the browser.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from .freshness import Freshness
 from .log import InvalidEntry, Log, LogError, Published, epoch_json
 from .static import BackgroundWriter, Refresher, StaticWriter
 from .storage import Storage, open_storage
+from .web import web_bp
 
 log = logging.getLogger("fleetkeys.distributor")
 
@@ -212,11 +213,6 @@ def tile(rest: str) -> Response:
 read_bp = Blueprint("read", __name__)
 
 
-@read_bp.get("/")
-def index() -> Response:
-    return _api({"service": "fleetkeys distributor", "info": "/api/v1/info", "checkpoint": "/checkpoint"})
-
-
 @read_bp.get("/api/v1/info")
 def info() -> Response:
     return _api(service().log.info())
@@ -327,13 +323,14 @@ def create_app(config: Mapping[str, Any] | Config) -> Flask:
     before starting workers). Background threads start only on ``Service.start_background()``.
     """
     cfg = Config.from_mapping(config)
-    app = Flask("distributor")
+    app = Flask("distributor", static_folder=None)  # assets are served by the web blueprint, with its headers
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body
     app.json.sort_keys = True
     app.extensions[_EXTENSION] = Service(cfg)
     app.register_blueprint(tiles_bp)
     app.register_blueprint(read_bp)
     app.register_blueprint(publish_bp)
+    app.register_blueprint(web_bp)
 
     @app.errorhandler(LogError)
     def log_error(exc: LogError) -> Response:

@@ -17,6 +17,7 @@ _ROLE_MODULES = (
     "distributor.cli",
     "fleetkeys.client_cli",
     "fleetkeys.quickstart",
+    "fleetkeys.audit_cli",
 )
 
 

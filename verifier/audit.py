@@ -14,8 +14,8 @@ and returns a frozen :class:`AuditReport`: one :class:`EntryRecord` per log entr
    the right-edge partial one, ``verifier.tiles``) is fetched and decoded; a size above
    ``max_entries`` or a fetch above :func:`max_fetch_size` is refused before anything is read.
 3. **Root.** The RFC 9162 root of the leaf hashes ``SHA-256(0x00 || entry)`` must equal the
-   checkpoint's root. A mismatch (or an entry bundle that cannot be fetched or decoded) is fatal: the
-   report then lists no entries, because none of them is authenticated.
+   checkpoint's root (else ``ProofError``). A mismatch, or an entry bundle that cannot be fetched or
+   decoded, is fatal: the report then lists no entries, because none of them is authenticated.
 4. **Hash tiles.** Every hash tile ``tile/<L>/<N>[.p/<W>]`` (level 0 = the leaf hashes, level L+1 =
    the roots of the full tiles of level L) must hold exactly the hashes the entries imply; clients
    build their proofs from them. A wrong or missing tile is a problem, not fatal.

@@ -168,7 +168,9 @@ def test_not_found_and_bad_parameters_are_json(client, world):
         assert resp.is_json and resp.json["error"], path
     resp = client.delete("/api/v1/bundles/latest")
     assert resp.status_code == 405 and resp.is_json and "GET" in resp.headers["Allow"]
-    assert client.get("/").json["info"] == "/api/v1/info"
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
 
 
 def test_caching_headers_and_conditional_requests(client, world, clock):
