@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -285,6 +286,32 @@ class Storage(ABC):
     #: Human-readable description without credentials (for logs and error messages).
     description: str
 
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _open(self) -> Any:
+        """Open and configure a new connection (raise :class:`StorageError` on failure)."""
+        raise NotImplementedError
+
+    def _usable(self, conn: Any) -> bool:
+        """Whether this thread's cached connection can still be used."""
+        return True
+
+    def _conn(self) -> Any:
+        """This thread's connection, opened on first use and remembered for :meth:`close`."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not self._usable(conn):
+            conn.close()
+            conn = None
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
     @abstractmethod
     def write(self) -> AbstractContextManager[Tx]:
         """The exclusive write transaction (see the class docstring)."""
@@ -297,9 +324,13 @@ class Storage(ABC):
     def has_schema(self) -> bool:
         """Whether the log tables exist (a log was created in this database)."""
 
-    @abstractmethod
     def close(self) -> None:
         """Close every connection this object opened (in any thread)."""
+        with self._lock:
+            conns, self._connections = self._connections, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
 
     def __enter__(self) -> Storage:
         return self

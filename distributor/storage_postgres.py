@@ -18,7 +18,6 @@ Schemas: the tables live in the first schema of the connection's ``search_path``
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,35 +39,28 @@ class PostgresStorage(Storage):
             raise StorageError("PostgreSQL storage needs psycopg 3: pip install 'fleetkeys[postgres]'") from exc
         if schema is not None and not _SCHEMA_RE.match(schema):
             raise StorageError(f"invalid PostgreSQL schema name {schema!r}")
+        super().__init__()
         self._psycopg = psycopg
         self.url = url
         self.schema = schema
         self.description = redact_url(url) + (f" (schema {schema})" if schema else "")
-        self._local = threading.local()
-        self._connections: list[Any] = []
-        self._lock = threading.Lock()
         self._schema_ready = False
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and (conn.closed or conn.broken):
-            conn.close()
-            conn = None
-        if conn is None:
-            psycopg = self._psycopg
-            try:
-                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-                conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-                conn.execute("SET synchronous_commit = on")
-                if self.schema is not None:
-                    conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(self.schema)))
-                if conn.execute("SELECT current_schema()").fetchone()[0] is None:
-                    raise StorageError(f"{self.description}: no schema of the search_path exists")
-            except psycopg.Error as exc:
-                raise StorageError(f"{self.description}: cannot connect ({str(exc).strip()[:300]})") from None
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
+    def _usable(self, conn: Any) -> bool:
+        return not (conn.closed or conn.broken)
+
+    def _open(self) -> Any:
+        psycopg = self._psycopg
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+            conn.execute("SET synchronous_commit = on")
+            if self.schema is not None:
+                conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(self.schema)))
+            if conn.execute("SELECT current_schema()").fetchone()[0] is None:
+                raise StorageError(f"{self.description}: no schema of the search_path exists")
+        except psycopg.Error as exc:
+            raise StorageError(f"{self.description}: cannot connect ({str(exc).strip()[:300]})") from None
         return conn
 
     @contextmanager
@@ -109,13 +101,6 @@ class PostgresStorage(Storage):
 
     def has_schema(self) -> bool:
         return self._conn().execute("SELECT to_regclass('head') IS NOT NULL").fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            conns, self._connections = self._connections, []
-        for conn in conns:
-            conn.close()
-        self._local = threading.local()
 
 
 __all__ = ["PostgresStorage"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,31 +30,24 @@ class SqliteStorage(Storage):
         directory = os.path.dirname(path) or "."
         if not os.path.isdir(directory):
             raise StorageError(f"SQLite database {path}: directory {directory} does not exist")
+        super().__init__()
         self.path = path
         self.description = f"sqlite:///{path}"
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
         self._schema_ready = False
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
-                                       check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                # WAL is a property of the file (persistent); FULL is per connection: fsync the WAL at
-                # every commit, which is the durability point of an append.
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    raise StorageError(f"{self.description}: cannot enable WAL mode (got {mode!r})")
-                conn.execute("PRAGMA synchronous = FULL")
-            except sqlite3.Error as exc:
-                raise StorageError(f"{self.description}: cannot open ({exc})") from exc
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # WAL is a property of the file (persistent); FULL is per connection: fsync the WAL at
+            # every commit, which is the durability point of an append.
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StorageError(f"{self.description}: cannot enable WAL mode (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.description}: cannot open ({exc})") from exc
         return conn
 
     def _ensure_schema(self, cur: sqlite3.Cursor) -> None:
@@ -93,13 +85,6 @@ class SqliteStorage(Storage):
     def has_schema(self) -> bool:
         row = self._conn().execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'head'").fetchone()
         return row is not None
-
-    def close(self) -> None:
-        with self._lock:
-            conns, self._connections = self._connections, []
-        for conn in conns:
-            conn.close()
-        self._local = threading.local()
 
 
 __all__ = ["SqliteStorage"]
