@@ -9,7 +9,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.factory import World, seed
+from tests.service_process import REPO, ServiceProcess, free_port
 from verifier.bundle import verify_bundle
 from verifier.checkpoint import open_checkpoint
 from verifier.cosignature import verify_cosignatures
@@ -30,14 +30,6 @@ from verifier.keyset import GENESIS_PREVIOUS, check_chain
 from verifier.merkle import HASH_SIZE, leaf_hash, leaves_reader, tree_root
 from verifier.tiles import TILE_WIDTH, TileRef, decode_entry_bundle, entries_path, tile_node_reader, tiles_for_size
 from verifier.trustroot import verify_rotation
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_seed_key(path: Path, label: str) -> Path:
@@ -68,55 +60,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=timeout)
 
 
-class ServeProcess:
+class ServeProcess(ServiceProcess):
     """``python -m distributor serve ARGS --port P`` in its own process group; ``url`` once ready."""
 
+    name = "serve"
+    ready_path = "/checkpoint"
+
     def __init__(self, args: list[str], log_path: Path, *, wait: bool = True) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in kill()
-        self.proc = subprocess.Popen([sys.executable, "-m", "distributor", "serve", *args, "--port", str(self.port)],
-                                     cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__(["distributor", "serve", *args], log_path)
         if wait:
             self.wait_ready()
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(self.url + "/checkpoint", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"serve not ready after {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL the gunicorn master and its workers (the process group this object started)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(20)
-        self.kill()
-
-    def __enter__(self) -> ServeProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -21,7 +21,8 @@ from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from tests.factory import World, seed
-from tests.signer.process import SignerProcess, free_port, prepare_data_dir, write_seed_key
+from tests.service_process import free_port
+from tests.signer.process import SignerProcess, prepare_data_dir, write_seed_key
 from verifier.bundle import parse_bundle
 from verifier.keyset import parse_keyset
 

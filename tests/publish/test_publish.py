@@ -14,8 +14,8 @@ import requests
 from click.testing import CliRunner
 
 from fleetkeys.cli import main
+from tests.service_process import REPO
 from tests.signer.keysets import chain, hand_written, make_keyset
-from tests.signer.process import REPO
 from verifier.bundle import verify_bundle
 from verifier.trustroot import load_trust_root
 

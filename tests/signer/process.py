@@ -6,30 +6,17 @@ Also shared by ``tests/publish``. The process runs in its own session (process g
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from signer.config import init_data_dir
 from signer.journal import Journal
 from signer.rules import MODE_KEYSET, STATUS_ONLINE
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.service_process import ServiceProcess
 
 
 def write_seed_key(path: Path, seed: bytes) -> Path:
@@ -60,65 +47,22 @@ def prepare_data_dir(data_dir: Path, namespaces: tuple[str, ...] = (), *, key_se
     return {name: (data_dir / "tokens" / f"{name}.token").read_text().strip() for name in ("admin", "write")}
 
 
-class SignerProcess:
+class SignerProcess(ServiceProcess):
     """``python -m signer serve --data DIR --port P`` as a child process; ``url`` once ready.
 
     ``module`` is the entry point run with ``-m``: ``signer`` (production), or
     ``tests.signer.crashing_signer`` (the same server with the test-only SIGKILL-after-commit hook).
     """
 
+    name = "signer"
+    ready_path = "/info"
+    stop_timeout = 15.0
+
     def __init__(self, data_dir: Path, *, workers: int = 1, key_ref: str | None = None,
                  env: dict[str, str] | None = None, log_path: Path | None = None, module: str = "signer") -> None:
         self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path or data_dir.parent / f"signer-{self.port}.log"
-        args = [sys.executable, "-m", module, "serve", "--data", str(data_dir), "--port", str(self.port),
-                "--workers", str(workers)]
+        args = [module, "serve", "--data", str(data_dir), "--workers", str(workers)]
         if key_ref is not None:
             args += ["--key", key_ref]
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"signer exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(self.url + "/info", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"signer not ready after {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_exit(self, timeout: float = 10.0) -> int:
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the master and its workers (the process group this object started)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        self._log.close()
-
-    def stop(self) -> None:
-        """Graceful stop (SIGTERM to the master), then make sure the whole group is gone."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(15)
-        self.kill()
-
-    def __enter__(self) -> SignerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(args, log_path or (lambda port: data_dir.parent / f"signer-{port}.log"), env=env)
+        self.wait_ready(20.0)
