@@ -31,6 +31,7 @@ from pathlib import Path
 import click
 import requests
 
+from verifier.audit import keyset_changes
 from verifier.bundle import parse_bundle
 from verifier.client import Client
 from verifier.keys import generate_key_file, load_signer
@@ -128,13 +129,6 @@ def _keyset_json(epoch: int, previous: bytes, fleets: list[Fleet], now: int) -> 
     }, indent=2).encode() + b"\n"
 
 
-def _describe_change(before: dict[str, str], after: dict[str, str]) -> str:
-    changes = [f"+{k} ({v})" for k, v in after.items() if k not in before]
-    changes += [f"{k}: {before[k]} -> {v}" for k, v in after.items() if k in before and before[k] != v]
-    changes += [f"-{k}" for k in before if k not in after]
-    return ", ".join(changes) or "no change"
-
-
 def _ensure_trust_root(data: Path, anchor: bytes, operator: bytes, log_key: bytes, freshness: bytes, now: int) -> Path:
     path = data / "trust-root.json"
     if not path.exists():
@@ -187,7 +181,7 @@ def quickstart_cmd(data_dir: str, exit_after: bool, port: int, signer_port: int)
         click.echo(f"trust root:     {root_path}")
 
         client = Client(dist_url, root_path.read_bytes(), data / "client")
-        seen = {f.fleet_id: f.status for f in parse_keyset(client.state.keyset).fleets} if client.state.keyset else {}
+        seen = client.state.saved_keyset
         latest = _latest_keyset(dist_url)
         previous = latest.digest if latest else bytes(32)
         for what, fleets in _plan(latest, now):
@@ -207,12 +201,12 @@ def quickstart_cmd(data_dir: str, exit_after: bool, port: int, signer_port: int)
                 raise click.ClickException(f"publish failed: {exc}") from exc
             latest, previous = result.keyset, result.keyset.digest
             update = client.refresh()
-            now_fleets = {f.fleet_id: f.status for f in parse_keyset(client.state.keyset).fleets}
-            click.echo(f"   client verified epoch {update.epoch} (log size {update.checkpoint_size}): "
-                       f"{_describe_change(seen, now_fleets)}")
+            verified = client.state.saved_keyset
+            changes = ", ".join(keyset_changes(seen, verified).describe()) or "no change"
+            click.echo(f"   client verified epoch {update.epoch} (log size {update.checkpoint_size}): {changes}")
             for fleet in update.fleets:
                 click.echo(f"     active {fleet.fleet_id:<22} {fleet.algorithm} {fleet.public_key.hex()}")
-            seen = now_fleets
+            seen = verified
 
         click.echo(f"\nverify again any time:  fleetkeys verify --trust-root {root_path} --distributor {dist_url} "
                    f"--state {data / 'client'}")
