@@ -29,7 +29,8 @@ import click
 import requests
 
 from verifier.audit import AuditReport, EntryRecord, TileUnavailable, fingerprint, max_fetch_size, replay_log
-from verifier.errors import VerificationError
+from verifier.client import read_capped
+from verifier.errors import SizeLimitError, VerificationError
 from verifier.keyset import format_time, parse_time
 from verifier.note import MAX_NOTE_SIZE
 from verifier.trustroot import load_trust_root
@@ -57,15 +58,9 @@ class HttpSource:
             with self.session.get(url, timeout=_TIMEOUT, stream=True) as resp:
                 if resp.status_code != 200:
                     raise ReadError(f"GET {url}: HTTP {resp.status_code}")
-                deadline = time.monotonic() + _TOTAL
-                body = bytearray()
-                for chunk in resp.iter_content(64 * 1024):
-                    body += chunk
-                    if len(body) > limit:
-                        raise ReadError(f"GET {url}: response exceeds the {limit}-byte cap (cut off)")
-                    if time.monotonic() > deadline:
-                        raise ReadError(f"GET {url}: response not complete within {_TOTAL:.0f} s")
-                return bytes(body)
+                return read_capped(resp, url, limit, _TOTAL)
+        except SizeLimitError as exc:
+            raise ReadError(str(exc)) from exc
         except requests.RequestException as exc:
             raise ReadError(f"GET {url}: {type(exc).__name__}: {str(exc)[:200]}") from exc
 

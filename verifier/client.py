@@ -65,6 +65,28 @@ class RefreshResult:
     message: str
 
 
+def read_capped(resp: requests.Response, url: str, limit: int, deadline: float) -> bytes:
+    """Read a streamed response body of at most ``limit`` bytes within ``deadline`` seconds.
+
+    A declared ``Content-Length`` over the cap is refused unread; an endless or oversized body is cut
+    off at the cap (:class:`SizeLimitError`); a body that drips too slowly raises
+    :class:`requests.Timeout`. ``read1`` returns what has arrived instead of waiting for a full chunk,
+    so the deadline is checked even against a server sending one byte at a time.
+    """
+    declared = resp.headers.get("Content-Length")
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise SizeLimitError(f"GET {url}: response of {declared} bytes exceeds the {limit}-byte cap")
+    end = time.monotonic() + deadline
+    body = bytearray()
+    while chunk := resp.raw.read1(64 * 1024, decode_content=True):
+        body += chunk
+        if len(body) > limit:
+            raise SizeLimitError(f"GET {url}: response exceeds the {limit}-byte cap (cut off)")
+        if time.monotonic() > end:
+            raise requests.Timeout(f"response body not complete within {deadline} s")
+    return bytes(body)
+
+
 class Client:
     """OTA client for one distributor, one bootstrap trust root and one state directory."""
 
@@ -121,18 +143,7 @@ class Client:
                     if resp.status_code != 200:
                         snippet = resp.raw.read1(200, decode_content=True)[:200].decode("utf-8", "replace")
                         raise FetchError(f"GET {url}: HTTP {resp.status_code}: {snippet}")
-                    declared = resp.headers.get("Content-Length")
-                    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-                        raise SizeLimitError(f"GET {url}: response of {declared} bytes exceeds the {limit}-byte cap")
-                    deadline = time.monotonic() + self.timeout
-                    body = bytearray()
-                    while chunk := resp.raw.read1(64 * 1024, decode_content=True):
-                        body += chunk
-                        if len(body) > limit:
-                            raise SizeLimitError(f"GET {url}: response exceeds the {limit}-byte cap (cut off)")
-                        if time.monotonic() > deadline:
-                            raise requests.Timeout(f"response body not complete within {self.timeout} s")
-                    return bytes(body)
+                    return read_capped(resp, url, limit, self.timeout)
             except requests.RequestException as exc:
                 last = FetchError(f"GET {url}: {type(exc).__name__}: {str(exc)[:200]}")
         raise last or FetchError(f"GET {url}: failed")
@@ -292,4 +303,4 @@ class Client:
         return keyset.active_fleets(now)
 
 
-__all__ = ["Client", "FetchError", "RefreshResult"]
+__all__ = ["Client", "FetchError", "RefreshResult", "read_capped"]
