@@ -94,6 +94,11 @@ class ClientState:
         """The parsed ``keyset`` (parsed once per state object: a client verifies many times per load)."""
         return parse_keyset(self.keyset) if self.keyset is not None else None
 
+    @functools.cached_property
+    def saved_trust_root(self) -> TrustRoot | None:
+        """The parsed rotated root (parsed once per state object, like :attr:`saved_keyset`)."""
+        return load_trust_root(self.trust_root) if self.trust_root is not None else None
+
     @property
     def epoch(self) -> int:
         return self.saved_keyset.epoch if self.saved_keyset else 0
@@ -142,9 +147,9 @@ class ClientState:
 
     def trust_root_in_force(self, bootstrap: TrustRoot) -> TrustRoot:
         """The rotated root this state followed, else the bootstrap root."""
-        if self.trust_root is None:
+        root = self.saved_trust_root
+        if root is None:
             return bootstrap
-        root = load_trust_root(self.trust_root)
         if root.namespace != bootstrap.namespace:
             raise RollbackError(f"client state: saved trust root is for {root.namespace!r}, not the bootstrap "
                                 f"root's {bootstrap.namespace!r}")
