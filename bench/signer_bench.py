@@ -39,10 +39,10 @@ from nacl.signing import SigningKey
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from keys import load_signer  # noqa: E402
 from signer.config import init_data_dir  # noqa: E402
 from signer.journal import Journal  # noqa: E402
 from signer.rules import STATUS_ONLINE, SignRequest  # noqa: E402
-from verifier.keys import load_signer  # noqa: E402
 from verifier.statement import Statement  # noqa: E402
 
 MESSAGE = Statement(1, "example.messenger/backup-vaults/v1", 1_795_000_000_000, 7, bytes(32)).encode()

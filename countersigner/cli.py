@@ -23,9 +23,9 @@ from pathlib import Path
 import click
 import requests
 
+from keys import KeyBackendError, load_signer
 from verifier.bundle import verify_bundle
 from verifier.errors import VerificationError
-from verifier.keys import KeyBackendError, load_signer
 from verifier.keyset import canonicalize_keyset, format_time
 from verifier.note import NoteVerifier
 from verifier.trustroot import load_trust_root

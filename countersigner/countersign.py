@@ -28,6 +28,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from keys import Signer
 from verifier import ed25519
 from verifier.bundle import Bundle, countersignature_message
 from verifier.errors import (
@@ -38,7 +39,6 @@ from verifier.errors import (
     ThresholdError,
     VerificationError,
 )
-from verifier.keys import Signer
 from verifier.keyset import Keyset, parse_keyset
 from verifier.note import NoteVerifier
 from verifier.signatures import KeyGroup, SignatureEntry

@@ -46,11 +46,11 @@ from typing import Any
 
 import requests
 
+from keys import Signer, load_signer
 from verifier.atomicfile import write_atomic
 from verifier.bundle import MAX_BUNDLE_SIZE, parse_bundle, verify_bundle
 from verifier.cjson import loads_strict
 from verifier.errors import FormatError, VerificationError
-from verifier.keys import Signer, load_signer
 from verifier.keyset import Keyset, canonicalize_keyset, format_time, parse_keyset
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
 from verifier.signatures import KeyGroup

@@ -70,7 +70,7 @@ def _load_key(ref: str | None, signer: Any, what: str) -> Any:
         raise ValueError(f"distributor configuration needs exactly one of {what}_key and {what}_signer")
     if signer is not None:
         return signer
-    from verifier.keys import load_signer
+    from keys import load_signer
 
     return load_signer(ref)
 

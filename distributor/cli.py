@@ -26,25 +26,19 @@ from typing import Any
 
 import click
 
+from verifier.atomicfile import create_exclusive
+
 from .config import DEFAULT_ORIGIN, Config
 
 DEFAULT_DATA = "fleetkeys-data"
 
-
-def _generate_token(path: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _ensure_key(ref: str | None, default_path: str, created: list[str], what: str) -> str:
     if ref is not None:
         return ref
     if not os.path.exists(default_path):
-        from verifier.keys import generate_key_file
+        from keys import generate_key_file
 
         generate_key_file(default_path)
         created.append(f"created {what} {default_path}")
@@ -63,8 +57,8 @@ def _stored_origin(database: str, schema: str | None) -> str | None:
 
 def _preflight(cfg: Config, origin_given: bool, created: list[str], listen: str) -> Config:
     """Create or open the log, run the full start-up self-check and print what is being served."""
+    from keys import KeyBackendError
     from verifier.errors import VerificationError
-    from verifier.keys import KeyBackendError
 
     from .app import Service
     from .log import LogError
@@ -168,7 +162,7 @@ def serve_cmd(data_dir: str, database: str | None, schema: str | None, host: str
         raise click.ClickException(f"refusing to start: {exc}") from exc
     token_file = os.path.abspath(token_file or os.path.join(data_dir, "publish.token"))
     if not os.path.exists(token_file):
-        _generate_token(token_file)
+        create_exclusive(token_file, (secrets.token_urlsafe(32) + "\n").encode())
         created.append(f"created publish token {token_file}")
     is_sqlite = database is None or not database.startswith(("postgres://", "postgresql://"))
     database = database or f"sqlite:///{os.path.join(data_dir, 'log.db')}"
@@ -200,8 +194,8 @@ def serve_cmd(data_dir: str, database: str | None, schema: str | None, host: str
 def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, interval: float,
                freshness_key: str | None, data_dir: str | None, freshness_interval: float) -> None:
     """Write the log's checkpoint, tiles and entry bundles as static files (C2SP layout)."""
+    from keys import KeyBackendError, load_signer
     from verifier.errors import VerificationError
-    from verifier.keys import KeyBackendError, load_signer
     from verifier.note import NoteVerifier
 
     from .freshness import Freshness

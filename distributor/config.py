@@ -9,7 +9,7 @@ Keys (a mapping with these lower-case keys, or a :class:`Config`):
 ``origin``
     The log's origin line and log key name (default ``fleetkeys.local/log``).
 ``log_key`` / ``log_signer``
-    The log key: a key reference for ``verifier.keys.load_signer`` (``file:``/path or ``pkcs11:``), or
+    The log key: a key reference for ``keys.load_signer`` (``file:``/path or ``pkcs11:``), or
     a ready signer object (tests). Exactly one is required.
 ``freshness_key`` / ``freshness_signer``
     The freshness cosigning key, likewise.

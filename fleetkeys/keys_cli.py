@@ -7,8 +7,8 @@ import sys
 
 import click
 
+from keys import DEFAULT_PASSPHRASE_ENV, KeyBackendError, generate_key_file
 from verifier.errors import VerificationError
-from verifier.keys import DEFAULT_PASSPHRASE_ENV, KeyBackendError, generate_key_file
 from verifier.note import ALG_COSIGNATURE_V1, ALG_ED25519, NoteVerifier
 
 PASSPHRASE_ENV = DEFAULT_PASSPHRASE_ENV

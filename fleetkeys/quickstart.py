@@ -31,10 +31,10 @@ from pathlib import Path
 import click
 import requests
 
+from keys import generate_key_file, load_signer
 from verifier.audit import keyset_changes
 from verifier.bundle import parse_bundle
 from verifier.client import Client
-from verifier.keys import generate_key_file, load_signer
 from verifier.keyset import Fleet, Keyset, format_time, parse_keyset
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
 from verifier.signatures import KeyGroup

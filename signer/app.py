@@ -45,8 +45,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from keys import KeyBackendError, Signer, load_signer
 from verifier.errors import VerificationError
-from verifier.keys import KeyBackendError, Signer, load_signer
 from verifier.keyset import parse_keyset
 
 from . import wire
@@ -224,7 +224,7 @@ def create_app(config: SignerConfig) -> Flask:
     """Build the signer app: load the key (``config.signer`` or ``config.key_ref``), open the journal.
 
     Call it in the process that serves (each gunicorn worker): PKCS#11 keys and SQLite connections
-    do not survive a ``fork()``. Raises :class:`verifier.keys.KeyBackendError` or
+    do not survive a ``fork()``. Raises :class:`keys.KeyBackendError` or
     :class:`signer.journal.JournalError` when the key or the journal cannot be used.
     """
     signer = config.signer if config.signer is not None else load_signer(config.key_ref)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from verifier.keys import KeyBackendError, check_no_pin_value, load_signer
+from keys import KeyBackendError, check_no_pin_value, load_signer
 from verifier.note import NoteVerifier
 
 from .config import ConfigError, add_token, default_key_ref, init_data_dir, load_config, now_ms

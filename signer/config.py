@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -34,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verifier.atomicfile import write_atomic
-from verifier.keys import Signer, generate_key_file
+from keys import Signer, generate_key_file
+from verifier.atomicfile import create_exclusive, write_atomic
 
 CONFIG_FILE = "signer.json"
 DEFAULT_KEY_FILE = "anchor.key"
@@ -115,15 +114,6 @@ class SignerConfig:
         return self.data_dir / "journal.sqlite"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 (never existing before), write, fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _replace_private(path: Path, data: bytes) -> None:
     """Atomically replace ``path`` with a 0600 file (:func:`verifier.atomicfile.write_atomic`)."""
@@ -193,7 +183,7 @@ def add_token(data_dir: Path, name: str, role: str, namespaces: tuple[str, ...] 
     path = token_dir / f"{name}.token"
     value = secrets.token_urlsafe(32)
     try:
-        _write_private(path, (value + "\n").encode())
+        create_exclusive(path, (value + "\n").encode())
     except FileExistsError:
         raise ConfigError(f"{path} already exists; refusing to overwrite it") from None
     write_tokens(data_dir, (*tokens, Token(name, role, token_hash(value), tuple(namespaces))))

@@ -33,7 +33,7 @@ def seed(label: str) -> bytes:
 
 
 class SeedSigner:
-    """An in-memory :class:`verifier.keys.Signer` from a label-derived seed."""
+    """An in-memory :class:`keys.Signer` from a label-derived seed."""
 
     def __init__(self, label: str) -> None:
         self._seed = seed(label)

@@ -23,7 +23,7 @@ What :func:`make_token` does, and what it changes for the whole test process:
   inherit it, or take it from :attr:`SoftHSMToken.env`.
 * runs ``softhsm2-util --init-token --free --label L --pin P --so-pin S``;
 * re-initialises the SoftHSM2 library inside this process
-  (:func:`verifier.keys.pkcs11_reinitialize`), because SoftHSM2 reads ``SOFTHSM2_CONF`` and scans
+  (:func:`keys.pkcs11_reinitialize`), because SoftHSM2 reads ``SOFTHSM2_CONF`` and scans
   its token directory only in ``C_Initialize``: without it a token created after the first PKCS#11
   use in the process is invisible. Every PKCS#11 session of the process is lost; signers made on
   earlier tokens of the *same* directory log in again on next use, those of other directories fail.
@@ -116,7 +116,7 @@ class SoftHSMToken:
 
     def generate_key(self, object_label: str) -> bytes:
         """Create a persistent Ed25519 key pair ``object_label`` on the token; return the public key."""
-        from verifier.keys import generate_pkcs11_key
+        from keys import generate_pkcs11_key
 
         return generate_pkcs11_key(module=self.module, token=self.label, pin=self.pin, label=object_label)
 
@@ -160,7 +160,7 @@ def make_token(tmp_path: Path | str, label: str = "fleetkeys", pin: str = "1234"
                            f"{proc.stdout.strip()} {proc.stderr.strip()}")
     labels_file.write_text("".join(f"{x}\n" for x in [*labels, label]))
 
-    from verifier.keys import pkcs11_reinitialize
+    from keys import pkcs11_reinitialize
 
     pkcs11_reinitialize(module)
     return SoftHSMToken(module=module, label=label, pin=pin, so_pin=so_pin, conf_path=conf_path,

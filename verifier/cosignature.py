@@ -35,7 +35,7 @@ def cosigned_message(body: bytes, timestamp: int) -> bytes:
 
 
 class CosignatureSigner:
-    """A cosigner key (vkey type 0x04) over a :class:`verifier.keys.Signer`-like object."""
+    """A cosigner key (vkey type 0x04) over a :class:`keys.Signer`-like object."""
 
     def __init__(self, name: str, signer) -> None:
         self._note_signer = NoteSigner(name, signer.public_key, signer.sign, alg=ALG_COSIGNATURE_V1)

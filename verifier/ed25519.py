@@ -9,6 +9,8 @@ refused when a trust root is parsed, not when it is first used.
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
 from nacl.exceptions import BadSignatureError, CryptoError
 
@@ -16,6 +18,21 @@ from .errors import FormatError, SignatureError
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """An Ed25519 private key, wherever it lives.
+
+    ``public_key`` is the raw 32-byte RFC 8032 public key, a canonical prime-order point.
+    ``sign(message)`` returns the 64-byte pure Ed25519 signature (no prehash, no context) over
+    exactly ``message``; it is safe to call from several threads at once and raises
+    an exception of its backend (``keys.KeyBackendError``) if the backend fails.
+    """
+
+    public_key: bytes
+
+    def sign(self, message: bytes) -> bytes: ...
 
 
 def check_public_key(public_key: bytes) -> bytes:

@@ -172,7 +172,7 @@ class NoteSigner:
 
     @classmethod
     def from_signer(cls, name: str, signer) -> NoteSigner:
-        """Wrap a :class:`verifier.keys.Signer` (file or PKCS#11 key) as a note signer."""
+        """Wrap a :class:`keys.Signer` (file or PKCS#11 key) as a note signer."""
         return cls(name, signer.public_key, signer.sign)
 
     @property

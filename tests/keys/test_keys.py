@@ -1,4 +1,4 @@
-"""Signing-key backends (verifier/keys.py): key files, PKCS#11 on a real SoftHSM2 token, in-memory keys.
+"""Signing-key backends (keys/): key files, PKCS#11 on a real SoftHSM2 token, in-memory keys.
 
 No mocks: key files are real files with real modes, PKCS#11 keys live in a SoftHSM2 token made by
 tests/softhsm.py, and every signature is checked by independent verifiers (libsodium through
@@ -20,10 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from nacl.signing import VerifyKey
 
-from tests.softhsm import SoftHSMToken, make_token, requires_softhsm
-from verifier import ed25519
-from verifier.errors import SignatureError
-from verifier.keys import (
+from keys import (
     FileSigner,
     InMemorySigner,
     KeyBackendError,
@@ -37,6 +34,9 @@ from verifier.keys import (
     parse_pkcs11_uri,
     pkcs11_reinitialize,
 )
+from tests.softhsm import SoftHSMToken, make_token, requires_softhsm
+from verifier import ed25519
+from verifier.errors import SignatureError
 
 MESSAGE = b"fleetkeys/test message\n\x00\xff"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from keys import InMemorySigner, KeyBackendError
 from signer.journal import Journal
 from tests.factory import SeedSigner
 from tests.signer.conftest import NS, Clock, make_signer
 from tests.signer.keysets import chain, make_keyset
 from verifier import ed25519
-from verifier.keys import InMemorySigner, KeyBackendError
 from verifier.statement import Statement, parse_statement
 
 D = [hashlib.sha256(bytes([i])).digest() for i in range(10)]

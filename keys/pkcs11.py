@@ -1,63 +1,4 @@
-"""Ed25519 signing-key backends: key files, PKCS#11 tokens (HSMs) and in-memory test keys.
-
-Every private key fleetkeys uses (anchor, countersigner, log, witness, DESIGN.md §3) is an Ed25519
-key held behind the :class:`Signer` protocol: a raw 32-byte ``public_key`` and a ``sign(message)``
-that returns a 64-byte pure Ed25519 signature (RFC 8032, no prehash, no context) over exactly the
-bytes given. Which key a service uses is configured as a *key reference* string, resolved by
-:func:`load_signer`:
-
-``file:PATH`` or a bare ``PATH``
-    A PKCS#8 PEM Ed25519 private key (``-----BEGIN PRIVATE KEY-----``), optionally
-    passphrase-encrypted (``-----BEGIN ENCRYPTED PRIVATE KEY-----``). ``PATH`` after ``file:`` is taken
-    literally (no percent-decoding); the RFC 8089 form ``file:///abs/path`` (or
-    ``file://localhost/abs/path``) is percent-decoded. The file must be a regular file that neither
-    group nor others can access (mode ``0600`` or stricter); anything else is refused before the key
-    is read. The passphrase of an encrypted key is read from the environment variable named by
-    ``passphrase_env`` (never from the command line); an empty value counts as unset, and a
-    passphrase is ignored for a key that is not encrypted.
-
-``pkcs11:PATH-ATTRS[?QUERY-ATTRS]`` (RFC 7512)
-    A key in a PKCS#11 token. Path attributes are separated by ``;``, query attributes by ``&``;
-    every value is percent-decoded (``%XX``; a malformed escape is an error). Supported path
-    attributes: ``token`` (token label), ``serial``, ``manufacturer``, ``model``, ``slot-id``
-    (decimal) select the token, at least one of them is required and every given one must match;
-    ``object`` (key label) and ``id`` (``CKA_ID``, raw bytes after decoding) select the key, at least
-    one is required; ``type``, if given, must be ``private``. Query attributes: ``module-path``
-    (absolute path of the PKCS#11 library), ``pin-value`` (the user PIN) or ``pin-source``
-    (``file:PATH`` or an absolute path of a file holding the PIN, same ``0600`` rule as key files,
-    one trailing newline stripped). ``pin-value`` is refused unless the caller passes
-    ``allow_pin_value=True`` to :func:`load_signer`: a reference given on a command line is readable
-    by every local user in ``/proc/<pid>/cmdline``, so commands never allow it (use ``pin-source`` or
-    ``FLEETKEYS_PKCS11_PIN``). Any other attribute (including ``module-name``, ``library-*``,
-    vendor ``x-*``), a repeated attribute or an empty value is refused, so a typo can never widen
-    which key is used. Fallbacks: ``FLEETKEYS_PKCS11_MODULE`` (default
-    ``/usr/lib/softhsm/libsofthsm2.so``) and ``FLEETKEYS_PKCS11_PIN``.
-
-    The token must hold exactly one Ed25519 (``CKK_EC_EDWARDS``) private key and one public key
-    matching the selection; the public key's ``CKA_EC_PARAMS`` must name edwards25519 and its
-    ``CKA_EC_POINT`` must be the DER OCTET STRING ``04 20 || A`` (32 bytes) with ``A`` a canonical
-    prime-order point. At load the signer makes and verifies one signature over a random,
-    never-published probe, which proves the private key matches the public key; every later
-    signature is also verified before it is returned (a faulty HSM signature is never released).
-
-Errors: everything that can go wrong raises :class:`KeyBackendError` whose message says what failed
-and where (path, token and key label) and never contains a PIN, a passphrase or key material.
-
-PKCS#11 concurrency model (read this before using a token from several threads or processes):
-
-* python-pkcs11 calls ``C_Initialize(NULL)``, which tells the module the application is
-  single-threaded (SoftHSM2 then disables its internal locking). This module therefore serialises
-  every PKCS#11 call it makes on one module behind a per-module lock. Signers are safe to share
-  between threads (gunicorn ``--threads``); other code in the same process must not call the same
-  module through python-pkcs11 directly.
-* A PKCS#11 login belongs to the process, not to a session, and closing a logged-in session logs
-  every session out. Logins are therefore shared and reference-counted per token here: signers and
-  :func:`generate_pkcs11_key` on one token reuse one login, and a later caller with a different PIN
-  is refused (the module cannot check a PIN while the token is logged in).
-* PKCS#11 state does not survive ``fork()``: load PKCS#11 signers in the process that uses them
-  (e.g. in each gunicorn worker, not in a ``--preload`` master). Use after a fork is refused.
-* If a session is lost (token reset, module re-initialised) a signer logs in again once and retries.
-"""
+"""Ed25519 keys in PKCS#11 tokens (HSMs): RFC 7512 URIs, logins, signing (see :mod:`keys`)."""
 
 from __future__ import annotations
 
@@ -65,42 +6,20 @@ import contextlib
 import hashlib
 import hmac
 import os
-import re
 import secrets
-import stat
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from nacl.signing import SigningKey
+from verifier.ed25519 import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, check_public_key, verify
+from verifier.errors import FormatError, SignatureError
 
-from .ed25519 import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, check_public_key, verify
-from .errors import FormatError, SignatureError
+from .errors import KeyBackendError
+from .files import message_bytes
+from .privatefile import PCT_ESCAPE_BAD, file_reference_path, read_private_file
 
-__all__ = [
-    "DEFAULT_PASSPHRASE_ENV",
-    "DEFAULT_PKCS11_MODULE",
-    "PKCS11_MODULE_ENV",
-    "PKCS11_PIN_ENV",
-    "FileSigner",
-    "InMemorySigner",
-    "KeyBackendError",
-    "Pkcs11Signer",
-    "Pkcs11Uri",
-    "Signer",
-    "check_no_pin_value",
-    "generate_key_file",
-    "generate_pkcs11_key",
-    "load_key_file",
-    "load_signer",
-    "parse_pkcs11_uri",
-    "pkcs11_reinitialize",
-]
-
-#: Environment variable holding the passphrase of an encrypted key file (name only, not a secret).
-DEFAULT_PASSPHRASE_ENV = "FLEETKEYS_KEY_PASSPHRASE"  # noqa: S105
 #: Environment variable naming the PKCS#11 library when the URI has no ``module-path``.
 PKCS11_MODULE_ENV = "FLEETKEYS_PKCS11_MODULE"
 #: Environment variable holding the user PIN when the URI has neither ``pin-value`` nor ``pin-source``.
@@ -108,8 +27,7 @@ PKCS11_PIN_ENV = "FLEETKEYS_PKCS11_PIN"
 #: PKCS#11 library used when neither the URI nor the environment names one (Debian's SoftHSM2).
 DEFAULT_PKCS11_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
-#: Upper bound on a key file or PIN file read from disk (a PKCS#8 Ed25519 PEM is < 300 bytes).
-MAX_KEY_FILE_SIZE = 64 * 1024
+#: Upper bound on a PIN file read from disk.
 MAX_PIN_FILE_SIZE = 4 * 1024
 
 # DER of the named-curve OID 1.3.101.112 (id-Ed25519 / edwards25519), and the PrintableString form
@@ -123,263 +41,6 @@ _ED25519_EC_PARAMS = (_ED25519_EC_PARAMS_OID, _ED25519_EC_PARAMS_NAME)
 _PROBE_PREFIX = b"fleetkeys/keys/self-test/v1\x00"
 
 
-class KeyBackendError(Exception):
-    """A key could not be created, loaded or used.
-
-    The message names what failed (file path, token and key label, PKCS#11 error name) and never
-    contains a PIN, a passphrase or private key material.
-    """
-
-
-@runtime_checkable
-class Signer(Protocol):
-    """An Ed25519 private key, wherever it lives.
-
-    ``public_key`` is the raw 32-byte RFC 8032 public key, a canonical prime-order point.
-    ``sign(message)`` returns the 64-byte pure Ed25519 signature (no prehash, no context) over
-    exactly ``message``; it is safe to call from several threads at once and raises
-    :class:`KeyBackendError` if the backend fails.
-    """
-
-    public_key: bytes
-
-    def sign(self, message: bytes) -> bytes: ...
-
-
-def _message_bytes(message: Any) -> bytes:
-    if not isinstance(message, bytes | bytearray | memoryview):
-        raise TypeError(f"sign() takes bytes, not {type(message).__name__}")
-    return bytes(message)
-
-
-# --------------------------------------------------------------------------------------------------
-# In-memory and file keys
-
-
-class InMemorySigner:
-    """An Ed25519 key held in process memory, from its 32-byte RFC 8032 private seed.
-
-    For tests and golden vectors; :func:`load_key_file` returns the :class:`FileSigner` subclass.
-    Signing uses libsodium (deterministic, thread-safe). Raises :class:`KeyBackendError` if
-    ``seed`` is not exactly 32 bytes. ``repr()`` shows the public key only.
-    """
-
-    __slots__ = ("_signing_key", "public_key", "description")
-
-    def __init__(self, seed: bytes, *, description: str = "in-memory key") -> None:
-        if not isinstance(seed, bytes | bytearray) or len(seed) != 32:
-            raise KeyBackendError("Ed25519 seed: expected 32 bytes")
-        self._signing_key = SigningKey(bytes(seed))
-        #: Raw 32-byte Ed25519 public key.
-        self.public_key: bytes = check_public_key(bytes(self._signing_key.verify_key))
-        #: Where the key came from, for logs (never secret).
-        self.description: str = description
-
-    def sign(self, message: bytes) -> bytes:
-        """Return the 64-byte Ed25519 signature over ``message`` (pure EdDSA)."""
-        return self._signing_key.sign(_message_bytes(message)).signature
-
-    def close(self) -> None:
-        """Nothing to release; present so every signer can be closed the same way."""
-
-    def __enter__(self) -> InMemorySigner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.description} public_key={self.public_key.hex()}>"
-
-
-class FileSigner(InMemorySigner):
-    """An Ed25519 key loaded from a PKCS#8 PEM file by :func:`load_key_file`."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, seed: bytes, *, path: str) -> None:
-        super().__init__(seed, description=f"file:{path}")
-        #: The key file the key was read from.
-        self.path: str = path
-
-
-def _open_private_file(path: str, *, what: str, max_size: int) -> bytes:
-    """Read a secret file that only its owner may access; refuse anything else.
-
-    The mode is checked on the opened descriptor (no race between check and read). Refused: not a
-    regular file, any group/other permission bit set, larger than ``max_size``.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-    flags |= getattr(os, "O_NONBLOCK", 0)  # never hang on a FIFO; regular files ignore it
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise KeyBackendError(f"{what} {path}: no such file") from None
-    except OSError as exc:
-        raise KeyBackendError(f"{what} {path}: cannot open ({exc.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyBackendError(f"{what} {path}: not a regular file")
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise KeyBackendError(
-                f"{what} {path}: permissions {mode:04o} are too open; it must not be accessible by "
-                f"group or others (chmod 600 {path})")
-        if st.st_size > max_size:
-            raise KeyBackendError(f"{what} {path}: {st.st_size} bytes is larger than {max_size}")
-        chunks = []
-        total = 0
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > max_size:
-                raise KeyBackendError(f"{what} {path}: larger than {max_size} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        raise KeyBackendError(f"{what} {path}: cannot read ({exc.strerror})") from None
-    finally:
-        os.close(fd)
-
-
-_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
-
-
-def load_key_file(path: str | os.PathLike[str], *, passphrase: bytes | None = None) -> FileSigner:
-    """Load an Ed25519 PKCS#8 PEM private key file into a :class:`FileSigner`.
-
-    Preconditions checked (each failure raises :class:`KeyBackendError`): ``path`` is a regular
-    file of at most 64 KiB with no group/other permission bits; it holds exactly one PEM block
-    labelled ``PRIVATE KEY`` or ``ENCRYPTED PRIVATE KEY``; an encrypted key needs ``passphrase``
-    (non-empty bytes) and must decrypt with it; the key is Ed25519. ``passphrase`` is ignored for an
-    unencrypted key. Any PBES2 encryption pyca ``cryptography`` reads is accepted (PBKDF2 or scrypt).
-    """
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    path_str = os.fspath(path)
-    data = _open_private_file(path_str, what="key file", max_size=MAX_KEY_FILE_SIZE)
-    labels = _PEM_BEGIN.findall(data)
-    if len(labels) != 1:
-        raise KeyBackendError(
-            f"key file {path_str}: expected exactly one PEM block, found {len(labels)}")
-    label = labels[0].decode("ascii")
-    if label == "ENCRYPTED PRIVATE KEY":
-        if not passphrase:
-            raise KeyBackendError(f"key file {path_str}: the key is encrypted and no passphrase was given")
-        password: bytes | None = bytes(passphrase)
-    elif label == "PRIVATE KEY":
-        password = None
-    else:
-        raise KeyBackendError(
-            f"key file {path_str}: expected a PKCS#8 PEM key ('PRIVATE KEY' or 'ENCRYPTED PRIVATE KEY'), "
-            f"found a '{label}' block")
-    try:
-        key = serialization.load_pem_private_key(data, password)
-    except ValueError:
-        if password is not None:
-            raise KeyBackendError(
-                f"key file {path_str}: could not decrypt the key (wrong passphrase?)") from None
-        raise KeyBackendError(f"key file {path_str}: malformed PKCS#8 PEM private key") from None
-    except (TypeError, UnsupportedAlgorithm) as exc:
-        raise KeyBackendError(f"key file {path_str}: cannot load the key ({type(exc).__name__})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyBackendError(f"key file {path_str}: expected an Ed25519 key, found {type(key).__name__}")
-    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                             serialization.NoEncryption())
-    signer = FileSigner(seed, path=path_str)
-    expected = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    if signer.public_key != expected:  # pragma: no cover - libsodium and OpenSSL disagree
-        raise KeyBackendError(f"key file {path_str}: public key derivation mismatch")
-    return signer
-
-
-def generate_key_file(path: str | os.PathLike[str], *, passphrase: bytes | None = None) -> bytes:
-    """Create a new Ed25519 key as a PKCS#8 PEM file at ``path`` and return its raw public key.
-
-    The file is created with ``O_CREAT | O_EXCL`` and mode ``0600`` (so it is never readable by
-    others, not even for an instant, whatever the umask), written, fsync'd, and its directory
-    fsync'd. An existing file or symlink at ``path`` is never overwritten. With ``passphrase``
-    (non-empty bytes) the key is encrypted with pyca's ``BestAvailableEncryption`` (today PBES2,
-    PBKDF2-HMAC-SHA256 with 2048 iterations, AES-256-CBC): use a high-entropy passphrase, or
-    re-encrypt with ``openssl pkcs8 -topk8 -scrypt`` for a stronger KDF (it still loads). Raises
-    :class:`KeyBackendError`; on failure no partial file is left behind.
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    if passphrase is not None and (not isinstance(passphrase, bytes) or not passphrase):
-        raise KeyBackendError("key file passphrase must be non-empty bytes")
-    path_str = os.fspath(path)
-    key = Ed25519PrivateKey.generate()
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    public_key = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path_str, flags, 0o600)
-    except FileExistsError:
-        raise KeyBackendError(f"key file {path_str}: already exists; refusing to overwrite it") from None
-    except OSError as exc:
-        raise KeyBackendError(f"key file {path_str}: cannot create ({exc.strerror})") from None
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(pem)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(path_str)
-        raise KeyBackendError(f"key file {path_str}: cannot write ({exc.strerror})") from None
-    _fsync_dir(os.path.dirname(os.path.abspath(path_str)))
-    return check_public_key(public_key)
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
-# --------------------------------------------------------------------------------------------------
-# Key references
-
-
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_PCT_OK = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-def _file_uri_path(value: str, *, what: str) -> str:
-    """``file:PATH`` → PATH (literal); ``file:///p`` / ``file://localhost/p`` → percent-decoded /p."""
-    rest = value[len("file:"):]
-    if rest.startswith("//"):
-        rest = rest[2:]
-        if rest.startswith("localhost/"):
-            rest = rest[len("localhost"):]
-        if not rest.startswith("/"):
-            raise KeyBackendError(f"{what}: file URI must name a local absolute path (file:///path)")
-        if _PCT_OK.search(rest):
-            raise KeyBackendError(f"{what}: malformed percent-escape in file URI")
-        rest = urllib.parse.unquote(rest, errors="strict")
-    if not rest:
-        raise KeyBackendError(f"{what}: empty file path")
-    return rest
 
 
 @dataclass(frozen=True)
@@ -419,7 +80,7 @@ _QUERY_ATTRS = {"module-path", "pin-value", "pin-source"}
 
 
 def _pct_decode(raw: str, *, name: str) -> bytes:
-    if _PCT_OK.search(raw):
+    if PCT_ESCAPE_BAD.search(raw):
         raise KeyBackendError(f"PKCS#11 URI: malformed percent-escape in attribute '{name}'")
     return urllib.parse.unquote_to_bytes(raw)
 
@@ -490,7 +151,7 @@ def parse_pkcs11_uri(ref: str) -> Pkcs11Uri:
     return uri
 
 
-def _refuse_pin_value(uri: Pkcs11Uri) -> None:
+def refuse_pin_value(uri: Pkcs11Uri) -> None:
     if uri.pin_value is not None:
         raise KeyBackendError(
             f"PKCS#11 key {uri.describe()}: pin-value= in a key reference is refused (a PIN on a command line "
@@ -504,43 +165,8 @@ def check_no_pin_value(ref: str) -> None:
     Also raises for a malformed ``pkcs11:`` reference; other references pass. Loads nothing.
     """
     if ref.startswith("pkcs11:"):
-        _refuse_pin_value(parse_pkcs11_uri(ref))
+        refuse_pin_value(parse_pkcs11_uri(ref))
 
-
-def load_signer(ref: str | os.PathLike[str], *, allow_pin_value: bool = False,
-                passphrase_env: str = DEFAULT_PASSPHRASE_ENV) -> Signer:
-    """Resolve a key reference (see the module docstring) to a ready :class:`Signer`.
-
-    ``file:PATH`` / bare path → :class:`FileSigner` (passphrase from ``os.environ[passphrase_env]``
-    if set and non-empty); ``pkcs11:...`` → :class:`Pkcs11Signer` (logged in, key found, pair
-    self-tested). A ``pkcs11:`` reference with ``pin-value`` is refused unless ``allow_pin_value``
-    (never for a reference that came from argv). Any other ``scheme:`` prefix is refused (write
-    ``file:`` or ``./`` before a relative path that contains a colon). Raises
-    :class:`KeyBackendError`; the message never contains the reference's PIN.
-    """
-    if isinstance(ref, os.PathLike):
-        ref = os.fspath(ref)
-    if not isinstance(ref, str) or not ref:
-        raise KeyBackendError("key reference: empty")
-    if ref.startswith("pkcs11:"):
-        uri = parse_pkcs11_uri(ref)
-        if not allow_pin_value:
-            _refuse_pin_value(uri)
-        return _load_pkcs11_signer(uri)
-    if ref.startswith("file:"):
-        path = _file_uri_path(ref, what="key reference")
-    elif _SCHEME.match(ref) and not ref.startswith(("/", ".")):
-        scheme = ref.split(":", 1)[0]
-        raise KeyBackendError(f"key reference: unsupported scheme '{scheme}:' (use file: or pkcs11:)")
-    else:
-        path = ref
-    value = os.environ.get(passphrase_env) if passphrase_env else None
-    passphrase = os.fsencode(value) if value else None
-    return load_key_file(path, passphrase=passphrase)
-
-
-# --------------------------------------------------------------------------------------------------
-# PKCS#11
 
 
 def _import_pkcs11() -> Any:
@@ -857,7 +483,7 @@ class Pkcs11Signer:
         On a PKCS#11 failure the signer logs in again once and retries; if that fails too, or the
         token returns a signature that does not verify, raises :class:`KeyBackendError`.
         """
-        message = _message_bytes(message)
+        message = message_bytes(message)
         pkcs11 = _import_pkcs11()
         mod = self._mod
         with mod.lock:
@@ -908,12 +534,12 @@ def _resolve_pin(uri: Pkcs11Uri) -> str:
     if uri.pin_source is not None:
         source = uri.pin_source
         if source.startswith("file:"):
-            path = _file_uri_path(source, what="PKCS#11 pin-source")
+            path = file_reference_path(source, what="PKCS#11 pin-source")
         elif os.path.isabs(source):
             path = source
         else:
             raise KeyBackendError("PKCS#11 pin-source must be file:PATH or an absolute path")
-        data = _open_private_file(path, what="PIN file", max_size=MAX_PIN_FILE_SIZE)
+        data = read_private_file(path, what="PIN file", max_size=MAX_PIN_FILE_SIZE)
         if data.endswith(b"\r\n"):
             data = data[:-2]
         elif data.endswith(b"\n"):
@@ -932,7 +558,7 @@ def _resolve_pin(uri: Pkcs11Uri) -> str:
     return pin
 
 
-def _load_pkcs11_signer(uri: Pkcs11Uri) -> Pkcs11Signer:
+def load_pkcs11_signer(uri: Pkcs11Uri) -> Pkcs11Signer:
     _import_pkcs11()
     mod = _module(_module_path(uri.module_path))
     return Pkcs11Signer(mod=mod, uri=uri, pin=_resolve_pin(uri))
@@ -1014,3 +640,18 @@ def pkcs11_reinitialize(module: str | None = None) -> None:
                 f"PKCS#11 module {mod.path}: re-initialisation failed ({_exc_name(exc)})") from None
         for login in mod.logins.values():
             login.session = None  # handles died with C_Finalize; reopened on next use
+
+
+__all__ = [
+    "DEFAULT_PKCS11_MODULE",
+    "PKCS11_MODULE_ENV",
+    "PKCS11_PIN_ENV",
+    "Pkcs11Signer",
+    "Pkcs11Uri",
+    "check_no_pin_value",
+    "generate_pkcs11_key",
+    "load_pkcs11_signer",
+    "parse_pkcs11_uri",
+    "pkcs11_reinitialize",
+    "refuse_pin_value",
+]
