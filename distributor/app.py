@@ -48,9 +48,17 @@ from verifier.tiles import TILE_WIDTH, parse_tile_path
 from verifier.trustroot import load_trust_root
 
 from .config import Config
+from .errors import (
+    DistributorError,
+    EntryTooLarge,
+    InvalidEntry,
+    NotConfigured,
+    NotFound,
+    RuleViolation,
+)
+from .export import BackgroundWriter, Refresher, StaticWriter
 from .freshness import Freshness
-from .log import InvalidEntry, Log, LogError, Published, epoch_json
-from .static import BackgroundWriter, Refresher, StaticWriter
+from .log import Log, Published, epoch_json
 from .storage import Storage, open_storage
 from .web import web_bp
 
@@ -151,27 +159,54 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return resp
 
 
-class BadRequest(LogError):
-    status = 400
+class ApiError(Exception):
+    """An HTTP-level refusal of this app (a malformed query, a missing token): not a domain error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+#: The one place where a domain error becomes an HTTP status (looked up along the class's MRO, so
+#: a subclass such as ``EntryTooLarge`` takes its own row before its base's). Anything not listed,
+#: e.g. ``IntegrityError`` or ``StorageError``, is a 500 whose reason is logged and answered.
+STATUS_OF: dict[type[DistributorError], int] = {
+    InvalidEntry: 400,
+    NotFound: 404,
+    RuleViolation: 409,
+    EntryTooLarge: 413,
+    NotConfigured: 503,
+}
+
+
+def status_of(exc: DistributorError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 500
 
 
 def _int_arg(name: str, default: int | None = None, *, required: bool = False) -> int | None:
     value = request.args.get(name)
     if value is None or value == "":
         if required:
-            raise BadRequest(f"query parameter {name!r} is required")
+            raise _bad_request(f"query parameter {name!r} is required")
         return default
     try:
         return parse_decimal(value, f"query parameter {name!r}")
     except VerificationError as exc:
-        raise BadRequest(str(exc)) from exc
+        raise _bad_request(str(exc)) from exc
 
 
 def _path_int(value: str, what: str) -> int:
     try:
         return parse_decimal(value, what)
     except VerificationError as exc:
-        raise BadRequest(str(exc)) from exc
+        raise _bad_request(str(exc)) from exc
 
 
 def _cached(data: bytes, mimetype: str, cache_control: str) -> Response:
@@ -249,7 +284,7 @@ def consistency() -> Response:
     try:
         to, proof = service().log.consistency(first, second)
     except InvalidEntry as exc:
-        raise BadRequest(str(exc)) from exc
+        raise _bad_request(str(exc)) from exc
     return _api({"from": first, "to": to, "proof": [base64.b64encode(h).decode() for h in proof]})
 
 
@@ -259,7 +294,7 @@ def epochs() -> Response:
     before = _int_arg("before")
     assert limit is not None
     if not 1 <= limit <= MAX_EPOCHS_PAGE:
-        raise BadRequest(f"limit must be 1..{MAX_EPOCHS_PAGE}, got {limit}")
+        raise _bad_request(f"limit must be 1..{MAX_EPOCHS_PAGE}, got {limit}")
     rows, next_before = service().log.epochs(before, limit)
     return _api({"epochs": [epoch_json(r) for r in rows], "next_before": next_before})
 
@@ -268,28 +303,20 @@ def epochs() -> Response:
 publish_bp = Blueprint("publish", __name__)
 
 
-class Unauthorized(LogError):
-    status = 401
-
-
-class PublishingDisabled(LogError):
-    status = 503
-
-
 def _authorize() -> None:
     expected = service().token
     if expected is None:
-        raise PublishingDisabled("publishing is disabled: no publish token is configured")
+        raise ApiError(503, "publishing is disabled: no publish token is configured")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     # Constant-time comparison (hmac.compare_digest) so the token cannot be guessed byte by byte.
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise Unauthorized("missing or invalid bearer token")
+        raise ApiError(401, "missing or invalid bearer token")
 
 
 def _body() -> bytes:
     data = request.get_data(cache=False)
     if not data:
-        raise BadRequest("empty request body")
+        raise _bad_request("empty request body")
     return data
 
 
@@ -318,7 +345,7 @@ def create_app(config: Mapping[str, Any] | Config) -> Flask:
     """Build the distributor app (see the module docstring and :mod:`distributor.config`).
 
     Opens the database (creating the log in an empty one) and checks that keys, origin and trust root
-    match it; raises :class:`~distributor.log.ConfigError` / :class:`~distributor.log.IntegrityError`
+    match it; raises :class:`~distributor.errors.LogConfigError` / :class:`~distributor.errors.IntegrityError`
     otherwise. The full start-up self-check is :meth:`Log.self_check` (``fleetkeys serve`` runs it
     before starting workers). Background threads start only on ``Service.start_background()``.
     """
@@ -332,12 +359,17 @@ def create_app(config: Mapping[str, Any] | Config) -> Flask:
     app.register_blueprint(publish_bp)
     app.register_blueprint(web_bp)
 
-    @app.errorhandler(LogError)
-    def log_error(exc: LogError) -> Response:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
         headers = {"WWW-Authenticate": 'Bearer realm="fleetkeys"'} if exc.status == 401 else None
-        if exc.status == 500:
-            log.error("%s: %s", type(exc).__name__, exc)
         return _error(exc.status, str(exc), headers)
+
+    @app.errorhandler(DistributorError)
+    def domain_error(exc: DistributorError) -> Response:
+        status = status_of(exc)
+        if status == 500:
+            log.error("%s: %s", type(exc).__name__, exc)
+        return _error(status, str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -61,18 +61,18 @@ def _preflight(cfg: Config, origin_given: bool, created: list[str], listen: str)
     from verifier.errors import VerificationError
 
     from .app import Service
-    from .log import LogError
+    from .errors import DistributorError
 
     if not origin_given:
         cfg = replace(cfg, origin=_stored_origin(cfg.database, cfg.schema) or DEFAULT_ORIGIN)
     try:
         service = Service(cfg)
-    except (LogError, ValueError, OSError, VerificationError, KeyBackendError) as exc:
+    except (DistributorError, ValueError, OSError, VerificationError, KeyBackendError) as exc:
         raise click.ClickException(f"refusing to start: {exc}") from exc
     try:
         head = service.log.self_check()
         info = service.log.info()
-    except LogError as exc:
+    except DistributorError as exc:
         raise click.ClickException(f"refusing to start: {exc}") from exc
     finally:
         service.close()
@@ -198,10 +198,11 @@ def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, in
     from verifier.errors import VerificationError
     from verifier.note import NoteVerifier
 
+    from .errors import DistributorError, StorageError
+    from .export import StaticWriter
     from .freshness import Freshness
-    from .log import LogError, check_integrity
-    from .static import ExportError, StaticWriter
-    from .storage import StorageError, open_storage
+    from .log import check_integrity
+    from .storage import open_storage
 
     if freshness_key is None:
         if data_dir is None:
@@ -223,7 +224,7 @@ def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, in
         check_integrity(storage, log_key)
         writer = StaticWriter(out_dir, log_key=log_key, freshness=freshness)
         size = writer.sync(storage)
-    except (StorageError, LogError, ExportError, OSError, KeyBackendError, VerificationError) as exc:
+    except (DistributorError, OSError, KeyBackendError, VerificationError) as exc:
         raise click.ClickException(f"export failed: {exc}") from exc
     click.echo(f"exported {origin} size {size} to {os.path.abspath(out_dir)}")
     if not follow:
@@ -236,11 +237,11 @@ def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, in
         while not stop.wait(interval):
             try:
                 new_size = writer.sync(storage)
-            except (LogError, ExportError) as exc:
-                raise click.ClickException(f"export stopped: {exc}") from exc
             except StorageError as exc:
                 click.echo(f"database unavailable, retrying: {exc}", err=True)
                 continue
+            except DistributorError as exc:
+                raise click.ClickException(f"export stopped: {exc}") from exc
             if new_size != size:
                 click.echo(f"exported size {new_size}")
                 size = new_size

@@ -37,56 +37,36 @@ from verifier.keyset import GENESIS_PREVIOUS, check_chain, format_time
 from verifier.merkle import EMPTY_ROOT, HASH_SIZE, consistency_proof, inclusion_proof, leaf_hash, verify_inclusion
 from verifier.note import NoteSigner, NoteVerifier, parse_note
 from verifier.statement import parse_statement
-from verifier.tiles import MAX_ENTRY_SIZE, TILE_WIDTH, TileRef, tile_node_reader, tile_width_at
+from verifier.tiles import (
+    MAX_ENTRY_SIZE,
+    TILE_WIDTH,
+    TileRef,
+    encode_entry_bundle,
+    entry_bundle_prefix,
+    split_entry_bundle,
+    tile_node_reader,
+    tile_width_at,
+)
 from verifier.tlogproof import TlogProof
 from verifier.trustroot import TrustRoot, parse_envelope, parse_trust_root_body, verify_rotation
 
+from .errors import (
+    DistributorError,
+    EntryTooLarge,
+    IntegrityError,
+    InvalidEntry,
+    LogConfigError,
+    NotConfigured,
+    NotFound,
+    RuleViolation,
+    TreeError,
+)
 from .freshness import Freshness
-from .storage import BUNDLE_WIDTH, EpochRow, Head, Storage, TrustRootRow, Tx, bundle_prefix, encode_bundle, split_bundle
-from .tree import Edge, TreeError, check_level, levels_for_size
+from .storage import EpochRow, Head, Storage, TrustRootRow, Tx
+from .tree import Edge, check_level, levels_for_size
 
 #: Tile rows read per query during the start-up check.
 _CHECK_PAGE = 64
-
-
-class LogError(Exception):
-    """Base of the log's refusals; ``status`` is the HTTP status the API answers with."""
-
-    status = 500
-
-
-class InvalidEntry(LogError):
-    """The entry is malformed or does not verify against the trust root in force."""
-
-    status = 400
-
-
-class NotFound(LogError):
-    status = 404
-
-
-class RuleViolation(LogError):
-    """The entry verifies but breaks a log rule (wrong epoch, broken chain, conflicting entry)."""
-
-    status = 409
-
-
-class EntryTooLarge(LogError):
-    status = 413
-
-
-class NotConfigured(LogError):
-    """No trust root is configured, so the log cannot accept bundles."""
-
-    status = 503
-
-
-class ConfigError(LogError):
-    """The keys, origin or trust root given at start do not match this log."""
-
-
-class IntegrityError(LogError):
-    """The stored log does not match its latest signed checkpoint (tampering or corruption)."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +156,7 @@ def check_integrity(storage: Storage, log_key: NoteVerifier, *, entries: bool = 
         if signed.size != size:
             raise IntegrityError(f"stored tree size {size} but the latest signed checkpoint is for size {signed.size}")
         last_bundle = tx.max_entry_bundle()
-        if last_bundle is not None and last_bundle * BUNDLE_WIDTH >= size:
+        if last_bundle is not None and last_bundle * TILE_WIDTH >= size:
             raise IntegrityError(f"entry bundle {last_bundle} is stored beyond the signed tree size {size}")
         below = b""
         try:
@@ -202,13 +182,13 @@ def _expected_hashes(tx: Tx, level: int, below: bytes, entries: bool) -> Callabl
         return None
 
     def leaves(start: int, width: int) -> bytes:
-        data = tx.entry_bundle(start // BUNDLE_WIDTH)
+        data = tx.entry_bundle(start // TILE_WIDTH)
         try:
-            found = split_bundle(data or b"")
-        except ValueError as exc:
-            raise TreeError(f"entry bundle {start // BUNDLE_WIDTH} is damaged: {exc}") from exc
+            found = split_entry_bundle(data or b"")
+        except VerificationError as exc:
+            raise TreeError(f"entry bundle {start // TILE_WIDTH} is damaged: {exc}") from exc
         if len(found) != width:
-            raise TreeError(f"entry bundle {start // BUNDLE_WIDTH} holds {len(found)} entries, the tree size implies "
+            raise TreeError(f"entry bundle {start // TILE_WIDTH} holds {len(found)} entries, the tree size implies "
                             f"{width}: the stored entries were changed")
         return b"".join(leaf_hash(e) for e in found)
 
@@ -221,13 +201,13 @@ def _extend_bundles(size: int, tail: bytes, entries: Sequence[bytes]) -> tuple[b
     Returns the new incomplete bundle and every bundle that changed (a filled one at full width).
     """
     changed: dict[int, bytes] = {}
-    index, count, buf, pos = size // BUNDLE_WIDTH, size % BUNDLE_WIDTH, tail, 0
+    index, count, buf, pos = size // TILE_WIDTH, size % TILE_WIDTH, tail, 0
     while pos < len(entries):
-        take = min(BUNDLE_WIDTH - count, len(entries) - pos)
-        buf += encode_bundle(entries[pos:pos + take])
+        take = min(TILE_WIDTH - count, len(entries) - pos)
+        buf += encode_entry_bundle(entries[pos:pos + take])
         changed[index] = buf
         count, pos = count + take, pos + take
-        if count == BUNDLE_WIDTH:
+        if count == TILE_WIDTH:
             index, count, buf = index + 1, 0, b""
     return buf, changed
 
@@ -258,10 +238,10 @@ class Log:
     Opening an empty database creates the log: meta rows (origin, log and freshness vkeys) and the
     signed checkpoint of the empty tree. Opening an existing one checks that the origin and keys are
     the ones it was created with, and that the trust root in force names this log's keys
-    (:class:`ConfigError` otherwise), and that the head's checkpoint verifies and matches the tree
+    (:class:`LogConfigError` otherwise), and that the head's checkpoint verifies and matches the tree
     edge (:class:`IntegrityError`; the full check is :meth:`self_check`).
 
-    ``static``: an object with ``submit(batch: Batch)`` (``distributor.static``), called after each
+    ``static``: an object with ``submit(batch: Batch)`` (``distributor.export``), called after each
     commit. ``clock``: POSIX seconds (freshness cosignatures). Thread-safe.
     """
 
@@ -306,17 +286,17 @@ class Log:
         given = {"origin": self.origin, "log key": self.log_key.vkey, "freshness key": self.freshness.vkey}
         for what, value in found.items():
             if value != given[what]:
-                raise ConfigError(f"{self.storage.description} holds the log {stored_origin!r} whose {what} is "
+                raise LogConfigError(f"{self.storage.description} holds the log {stored_origin!r} whose {what} is "
                                   f"{value}, but this distributor was started with {what} {given[what]}")
 
     def _check_root_names_log(self, root: TrustRoot, what: str) -> None:
         if root.log.origin != self.origin:
-            raise ConfigError(f"{what} names the log origin {root.log.origin!r}, but this log is {self.origin!r}")
+            raise LogConfigError(f"{what} names the log origin {root.log.origin!r}, but this log is {self.origin!r}")
         if root.log.key != self.log_key:
-            raise ConfigError(f"{what} trusts the log key {root.log.key.vkey}, but this log signs with "
+            raise LogConfigError(f"{what} trusts the log key {root.log.key.vkey}, but this log signs with "
                               f"{self.log_key.vkey}")
         if root.log.freshness_key != self.freshness.cosigner.verifier:
-            raise ConfigError(f"{what} trusts the freshness key {root.log.freshness_key.vkey}, but this log "
+            raise LogConfigError(f"{what} trusts the freshness key {root.log.freshness_key.vkey}, but this log "
                               f"cosigns with {self.freshness.vkey}")
 
     def _logged_root(self, row: TrustRootRow) -> TrustRoot:
@@ -334,7 +314,7 @@ class Log:
         if self._bootstrap is None or logged.version > self._bootstrap.version:
             return logged
         if logged.version == self._bootstrap.version and logged.body != self._bootstrap.body:
-            raise ConfigError(f"the configured trust root version {logged.version} differs from the logged one")
+            raise LogConfigError(f"the configured trust root version {logged.version} differs from the logged one")
         return self._bootstrap
 
     def _load_state(self, tx: Tx, head: Head | None) -> _State:
@@ -349,10 +329,10 @@ class Log:
             raise IntegrityError(f"the latest signed checkpoint (size {signed.size}, root {signed.root.hex()}) does not "
                                  f"match the stored tree (size {head.size}, root {edge.root().hex()})")
         tail = b""
-        if head.size % BUNDLE_WIDTH:
+        if head.size % TILE_WIDTH:
             try:
-                tail = bundle_prefix(tx.entry_bundle(head.size // BUNDLE_WIDTH) or b"", head.size % BUNDLE_WIDTH)
-            except ValueError as exc:
+                tail = entry_bundle_prefix(tx.entry_bundle(head.size // TILE_WIDTH) or b"", head.size % TILE_WIDTH)
+            except VerificationError as exc:
                 raise IntegrityError(f"the last entry bundle is damaged: {exc}") from exc
         last = tx.last_epoch()
         return _State(edge, tail, head.checkpoint, last.epoch if last else 0,
@@ -500,7 +480,7 @@ class Log:
         return self._commit(plan)
 
     @staticmethod
-    def _refusal(exc: VerificationError, i: int, n: int) -> LogError:
+    def _refusal(exc: VerificationError, i: int, n: int) -> DistributorError:
         where = f"bundle {i} of {n}: " if n > 1 else ""
         if isinstance(exc, ChainError | RollbackError):
             return RuleViolation(f"{where}{exc}")
@@ -553,7 +533,7 @@ class Log:
                 raise InvalidEntry(f"trust root rotation does not verify: {exc}") from exc
             try:
                 self._check_root_names_log(new, f"trust root version {new.version}")
-            except ConfigError as exc:
+            except LogConfigError as exc:
                 raise RuleViolation(f"{exc}; this log cannot serve under that root") from exc
             self._roots[new.version] = new
             change.entries.append(data)
@@ -591,8 +571,8 @@ class Log:
                 if ref.width > available:
                     return None
                 try:
-                    return bundle_prefix(tx.entry_bundle(ref.index) or b"", ref.width)
-                except ValueError as exc:
+                    return entry_bundle_prefix(tx.entry_bundle(ref.index) or b"", ref.width)
+                except VerificationError as exc:
                     raise IntegrityError(f"entry bundle {ref.index}: {exc}") from exc
             if ref.width > tile_width_at(ref.level, ref.index, head.size):
                 return None
@@ -688,17 +668,9 @@ def epoch_json(row: EpochRow) -> dict[str, Any]:
 
 __all__ = [
     "Batch",
-    "ConfigError",
-    "EntryTooLarge",
-    "IntegrityError",
-    "InvalidEntry",
     "Log",
-    "LogError",
-    "NotConfigured",
-    "NotFound",
     "ProvenEntry",
     "Published",
-    "RuleViolation",
     "check_integrity",
     "epoch_json",
     "parse_checkpoint_root",

@@ -35,51 +35,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from verifier.tiles import TILE_WIDTH, split_entry_bundle
+
+from .errors import StorageError
+
 SCHEMA_VERSION = "1"
 
 TileKey = tuple[int, int]
 """``(level, index)`` of a hash tile."""
-
-
-BUNDLE_WIDTH = 256
-
-
-def encode_bundle(entries: Sequence[bytes]) -> bytes:
-    """Entries as C2SP entry-bundle bytes: ``uint16_be(len) || entry`` each (lengths checked by the caller)."""
-    return b"".join([part for e in entries for part in (len(e).to_bytes(2, "big"), e)])
-
-
-def split_bundle(data: bytes, count: int | None = None) -> list[bytes]:
-    """The entries of entry-bundle bytes (the first ``count`` if given). Raises ``ValueError`` if the
-    bytes end inside an entry or hold fewer than ``count`` entries."""
-    out, pos, n = [], 0, len(data)
-    while pos < n and (count is None or len(out) < count):
-        if pos + 2 > n:
-            raise ValueError(f"entry bundle truncated in the length of entry {len(out)}")
-        size = int.from_bytes(data[pos:pos + 2], "big")
-        if pos + 2 + size > n:
-            raise ValueError(f"entry bundle truncated in entry {len(out)}")
-        out.append(data[pos + 2:pos + 2 + size])
-        pos += 2 + size
-    if count is not None and len(out) < count:
-        raise ValueError(f"entry bundle holds {len(out)} entries, {count} expected")
-    return out
-
-
-def bundle_prefix(data: bytes, count: int) -> bytes:
-    """The bytes of the first ``count`` entries of an entry bundle (``ValueError`` if it holds fewer)."""
-    pos = 0
-    for i in range(count):
-        if pos + 2 > len(data):
-            raise ValueError(f"entry bundle holds {i} entries, {count} expected")
-        pos += 2 + int.from_bytes(data[pos:pos + 2], "big")
-    if pos > len(data):
-        raise ValueError(f"entry bundle truncated in entry {count - 1}")
-    return data[:pos]
-
-
-class StorageError(Exception):
-    """The database cannot be opened or used (bad URL, unreachable server, unknown schema version)."""
 
 
 @dataclass(frozen=True)
@@ -174,14 +137,14 @@ class Tx:
     def entries(self, start: int, end: int) -> list[bytes]:
         """Entries ``[start, end)`` in order (fewer if the log is shorter)."""
         out: list[bytes] = []
-        for index in range(start // BUNDLE_WIDTH, (end - 1) // BUNDLE_WIDTH + 1 if end > start else 0):
+        for index in range(start // TILE_WIDTH, (end - 1) // TILE_WIDTH + 1 if end > start else 0):
             data = self.entry_bundle(index)
             if data is None:
                 break
-            base = index * BUNDLE_WIDTH
-            entries = split_bundle(data)
+            base = index * TILE_WIDTH
+            entries = split_entry_bundle(data)
             out += entries[max(start, base) - base:min(end, base + len(entries)) - base]
-            if len(entries) < BUNDLE_WIDTH:
+            if len(entries) < TILE_WIDTH:
                 break
         return out
 
@@ -400,21 +363,16 @@ def iter_chunks(start: int, end: int, chunk: int) -> Iterator[tuple[int, int]]:
 
 
 __all__ = [
-    "BUNDLE_WIDTH",
     "EpochRow",
     "Head",
     "SCHEMA_VERSION",
     "Storage",
-    "StorageError",
     "TileKey",
     "TrustRootRow",
     "Tx",
-    "bundle_prefix",
     "check_schema_version",
-    "encode_bundle",
     "iter_chunks",
     "open_storage",
     "redact_url",
     "schema_sql",
-    "split_bundle",
 ]

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .storage import Storage, StorageError, Tx, check_schema_version, redact_url, schema_sql
+from .errors import StorageError
+from .storage import Storage, Tx, check_schema_version, redact_url, schema_sql
 
 #: First half of the advisory lock key: "fklg" (the second half is a hash of the schema name).
 _LOCK_CLASS = 0x666B6C67

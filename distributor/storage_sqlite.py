@@ -18,7 +18,8 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .storage import Storage, StorageError, Tx, check_schema_version, schema_sql
+from .errors import StorageError
+from .storage import Storage, Tx, check_schema_version, schema_sql
 
 BUSY_TIMEOUT_MS = 60_000
 

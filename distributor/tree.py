@@ -16,13 +16,10 @@ from dataclasses import dataclass
 from verifier.merkle import EMPTY_ROOT, HASH_SIZE, root
 from verifier.tiles import TILE_HEIGHT, TILE_WIDTH
 
+from .errors import TreeError
 from .storage import TileKey
 
 FULL_TILE_BYTES = TILE_WIDTH * HASH_SIZE
-
-
-class TreeError(Exception):
-    """Stored tiles do not form the tree they claim to (tampering or corruption)."""
 
 
 def split_hashes(data: bytes) -> list[bytes]:

@@ -17,7 +17,6 @@ forever; a partial tile is replaced by a wider one as the log grows.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -125,30 +124,58 @@ def tile_hashes(data: bytes, width: int) -> list[bytes]:
 def encode_entry_bundle(entries: Sequence[bytes]) -> bytes:
     """Concatenate ``uint16_be(len(entry)) || entry`` for 1..256 entries of at most 65535 bytes."""
     _check_width(len(entries))
-    out = bytearray()
-    for e in entries:
-        if len(e) > MAX_ENTRY_SIZE:
-            raise SizeLimitError(f"entry of {len(e)} bytes exceeds the {MAX_ENTRY_SIZE}-byte tile entry limit")
-        out += struct.pack(">H", len(e)) + e
-    return bytes(out)
+    if max(map(len, entries)) > MAX_ENTRY_SIZE:
+        raise SizeLimitError(f"entry of {max(map(len, entries))} bytes exceeds the {MAX_ENTRY_SIZE}-byte tile entry limit")
+    return b"".join([part for e in entries for part in (len(e).to_bytes(2, "big"), e)])
+
+
+def _entry_ends(data: bytes, count: int | None) -> list[int]:
+    """End offsets of the first ``count`` entries (all entries if ``None``) of entry-bundle bytes."""
+    ends: list[int] = []
+    pos, n = 0, len(data)
+    while pos < n and (count is None or len(ends) < count):
+        if len(ends) == TILE_WIDTH:
+            raise FormatError(f"entry bundle: more than {TILE_WIDTH} entries")
+        if pos + 2 > n:
+            raise FormatError(f"entry bundle: truncated in the length of entry {len(ends)}")
+        end = pos + 2 + int.from_bytes(data[pos:pos + 2], "big")
+        if end > n:
+            raise FormatError(f"entry bundle: entry {len(ends)} claims {end - pos - 2} bytes, only {n - pos - 2} left")
+        ends.append(end)
+        pos = end
+    if count is not None and len(ends) < count:
+        raise FormatError(f"entry bundle: holds {len(ends)} entries, {count} expected")
+    return ends
+
+
+def split_entry_bundle(data: bytes, count: int | None = None) -> list[bytes]:
+    """The entries of entry-bundle bytes: the first ``count`` if given, else all (at most 256).
+
+    Raises :class:`FormatError` if the bytes end inside an entry or hold fewer than ``count``.
+    """
+    out, pos = [], 0
+    for end in _entry_ends(data, count):
+        out.append(bytes(data[pos + 2:end]))
+        pos = end
+    return out
+
+
+def entry_bundle_prefix(data: bytes, count: int) -> bytes:
+    """The bytes of the first ``count`` entries of an entry bundle (:class:`FormatError` if it holds fewer).
+
+    This is the partial entry bundle ``.p/<count>`` of a full or wider partial one.
+    """
+    ends = _entry_ends(data, count)
+    return bytes(data[:ends[-1]]) if ends else b""
 
 
 def decode_entry_bundle(data: bytes, width: int) -> list[bytes]:
     """Decode an entry bundle of exactly ``width`` entries with no trailing data."""
     _check_width(width)
-    entries, pos = [], 0
-    for i in range(width):
-        if pos + 2 > len(data):
-            raise FormatError(f"entry bundle: truncated at entry {i} of {width}")
-        (n,) = struct.unpack_from(">H", data, pos)
-        pos += 2
-        if pos + n > len(data):
-            raise FormatError(f"entry bundle: entry {i} claims {n} bytes, only {len(data) - pos} left")
-        entries.append(bytes(data[pos : pos + n]))
-        pos += n
-    if pos != len(data):
-        raise FormatError(f"entry bundle: {len(data) - pos} bytes of trailing data after {width} entries")
-    return entries
+    ends = _entry_ends(data, width)
+    if ends[-1] != len(data):
+        raise FormatError(f"entry bundle: {len(data) - ends[-1]} bytes of trailing data after {width} entries")
+    return split_entry_bundle(data, width)
 
 
 def tile_width_at(level: int, index: int, size: int) -> int:

@@ -186,7 +186,7 @@ class NginxProcess:
     """nginx in the foreground on a free port, serving ``static_dir`` with the README configuration."""
 
     def __init__(self, static_dir: Path, workdir: Path, workers: int = 1, upstream: str | None = None) -> None:
-        from distributor.static import nginx_server_block
+        from distributor.export import nginx_server_block
 
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()

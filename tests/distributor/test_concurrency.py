@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from distributor.log import Published, RuleViolation
+from distributor.errors import RuleViolation
+from distributor.log import Published
 from tests.distributor.conftest import make_log
 from tests.distributor.helpers import TOKEN, ServeProcess, verify_read_path, world_data_dir
 from tests.distributor.test_log_rules import bundles, digest_of

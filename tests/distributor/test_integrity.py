@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from distributor.log import IntegrityError
-from distributor.storage import encode_bundle
+from distributor.errors import IntegrityError
 from tests.distributor.conftest import make_log
 from tests.distributor.helpers import run_cli, world_data_dir
+from verifier.tiles import encode_entry_bundle as encode_bundle
 
 
 def _filled(db, world, n: int = 600):

@@ -7,15 +7,15 @@ import hashlib
 
 import pytest
 
-from distributor.log import (
-    ConfigError,
+from distributor.errors import (
     EntryTooLarge,
     InvalidEntry,
+    LogConfigError,
     NotConfigured,
     NotFound,
-    Published,
     RuleViolation,
 )
+from distributor.log import Published
 from tests.distributor.conftest import make_log
 from tests.factory import SeedSigner, World, fleet
 from verifier.bundle import parse_bundle
@@ -201,11 +201,11 @@ def test_rotation_to_a_root_trusting_another_log_key_is_refused(log, world):
 def test_reopening_with_other_keys_or_origin_is_refused(db, world):
     storage = db.open()
     make_log(storage, world)
-    with pytest.raises(ConfigError, match="log key"):
+    with pytest.raises(LogConfigError, match="log key"):
         make_log(storage, World(log=SeedSigner("another log")), trust_root=False)
-    with pytest.raises(ConfigError, match="freshness key"):
+    with pytest.raises(LogConfigError, match="freshness key"):
         make_log(storage, World(freshness=SeedSigner("another freshness")), trust_root=False)
-    with pytest.raises(ConfigError, match="origin"):
+    with pytest.raises(LogConfigError, match="origin"):
         make_log(storage, World(origin="other.example/log"), trust_root=False)
     storage.close()
 
@@ -214,7 +214,7 @@ def test_trust_root_naming_another_log_is_refused_at_start(storage, world):
     from distributor.log import Log
 
     other = World(log=SeedSigner("another log"))
-    with pytest.raises(ConfigError, match="trusts the log key"):
+    with pytest.raises(LogConfigError, match="trusts the log key"):
         Log(storage, origin=world.origin, log_signer=world.log, freshness_signer=world.freshness,
             trust_root=other.trust_root())
 

@@ -13,8 +13,9 @@ import pytest
 import requests
 
 from distributor.app import create_app, get_service
+from distributor.errors import ExportError
+from distributor.export import StaticWriter
 from distributor.freshness import Freshness
-from distributor.static import ExportError, StaticWriter
 from tests.distributor.conftest import make_log
 from tests.distributor.helpers import (
     NGINX,

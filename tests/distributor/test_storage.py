@@ -7,15 +7,12 @@ import time
 
 import pytest
 
-from distributor.storage import (
-    EpochRow,
-    StorageError,
-    TrustRootRow,
-    bundle_prefix,
-    encode_bundle,
-    open_storage,
-    split_bundle,
-)
+from distributor.errors import StorageError
+from distributor.storage import EpochRow, TrustRootRow, open_storage
+from verifier.errors import FormatError
+from verifier.tiles import encode_entry_bundle as encode_bundle
+from verifier.tiles import entry_bundle_prefix as bundle_prefix
+from verifier.tiles import split_entry_bundle as split_bundle
 
 
 def test_empty_database_has_no_log_until_the_first_write(storage):
@@ -79,9 +76,9 @@ def test_entry_bundle_helpers():
     assert split_bundle(data, 2) == [b"", b"a" * 300]
     assert bundle_prefix(data, 2) == data[:2 + 2 + 300]
     for bad in (data[:-1], data + b"\x00"):
-        with pytest.raises(ValueError):
+        with pytest.raises(FormatError):
             split_bundle(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(FormatError):
         bundle_prefix(data, 4)
 
 

@@ -38,21 +38,18 @@ from verifier.checkpoint import open_checkpoint, parse_checkpoint_body
 from verifier.errors import VerificationError
 from verifier.merkle import HASH_SIZE
 from verifier.note import NoteVerifier, parse_note
-from verifier.tiles import TILE_HEIGHT, TILE_WIDTH, entries_path, tile_path
+from verifier.tiles import TILE_HEIGHT, TILE_WIDTH, entries_path, entry_bundle_prefix, tile_path
 
+from .errors import ExportError, IntegrityError, TreeError
 from .freshness import Freshness
-from .log import Batch, IntegrityError, LogError
-from .storage import Storage, Tx, bundle_prefix
-from .tree import Edge, TreeError, levels_for_size
+from .log import Batch
+from .storage import Storage, Tx
+from .tree import Edge, levels_for_size
 
-log = logging.getLogger("fleetkeys.distributor.static")
+log = logging.getLogger("fleetkeys.distributor.export")
 
 #: Files written per fsync round when catching up from the database (bounds memory).
 _ROUND_FILES = 64
-
-
-class ExportError(LogError):
-    """The static directory cannot be brought up to date (belongs to another log, is ahead, ...)."""
 
 
 class StaticWriter:
@@ -246,8 +243,8 @@ class StaticWriter:
             if width == TILE_WIDTH and os.path.exists(os.path.join(self.directory, rel)):
                 continue
             try:
-                add(rel, bundle_prefix(tx.entry_bundle(index) or b"", width))
-            except ValueError as exc:
+                add(rel, entry_bundle_prefix(tx.entry_bundle(index) or b"", width))
+            except VerificationError as exc:
                 raise IntegrityError(f"entry bundle {index} in the database: {exc}") from exc
         return files
 
