@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import click
-import requests
 
 from keys import KeyBackendError, load_signer
 from verifier.bundle import verify_bundle
@@ -44,7 +43,7 @@ from .publish import (
     write_atomically,
 )
 
-_FAILURES = (PublishError, VerificationError, KeyBackendError, OSError, requests.RequestException)
+_FAILURES = (PublishError, VerificationError, KeyBackendError, OSError)
 
 
 def _refused(what: str, exc: BaseException) -> None:

@@ -32,9 +32,6 @@ from keys import Signer
 from verifier import ed25519
 from verifier.bundle import Bundle, countersignature_message
 from verifier.errors import (
-    DigestError,
-    FormatError,
-    MismatchError,
     SignatureError,
     ThresholdError,
     VerificationError,
@@ -44,25 +41,7 @@ from verifier.note import NoteVerifier
 from verifier.signatures import KeyGroup, SignatureEntry
 from verifier.statement import Statement, parse_statement
 
-
-class CountersignRefused(VerificationError):
-    """The countersigner will not sign: the anchor's answer is not exactly what was asked for."""
-
-
-class AnchorSignatureRefused(CountersignRefused, SignatureError):
-    """An anchor signature does not verify under any trusted anchor key, or too few keys signed."""
-
-
-class StatementMismatch(CountersignRefused, MismatchError):
-    """The signed statement names another namespace, epoch or digest than the one requested."""
-
-
-class KeysetMismatch(CountersignRefused, DigestError):
-    """The keyset bytes do not hash to the signed digest, or carry another namespace/epoch/previous."""
-
-
-class MalformedStatement(CountersignRefused, FormatError):
-    """The signed bytes are not a canonical statement, or the keyset is not a canonical keyset."""
+from .errors import AnchorSignatureRefused, CountersignRefused, KeysetMismatch, MalformedStatement, StatementMismatch
 
 
 @dataclass(frozen=True)

@@ -37,27 +37,27 @@ import base64
 import hashlib
 import os
 import secrets
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from keys import Signer, load_signer
+from keys import KeyBackendError, Signer, load_signer
+from keys.privatefile import read_private_file
 from verifier.atomicfile import write_atomic
 from verifier.bundle import MAX_BUNDLE_SIZE, parse_bundle, verify_bundle
 from verifier.cjson import loads_strict
-from verifier.errors import FormatError, VerificationError
-from verifier.keyset import Keyset, canonicalize_keyset, format_time, parse_keyset
+from verifier.errors import ChainError, FetchError, FormatError, SizeLimitError, VerificationError
+from verifier.http import HttpClient, sanitize
+from verifier.keyset import Keyset, canonicalize_keyset, check_next_epoch, format_time, parse_keyset
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
 from verifier.signatures import KeyGroup
 from verifier.statement import Statement, parse_statement
 from verifier.trustroot import LogConfig, TrustRoot, encode_trust_root_body, load_trust_root, parse_trust_root_body
 
 from .countersign import ExpectedStatement, build_bundle, countersign, verify_anchor_signatures
+from .errors import PublishError
 
 SIGNER_TOKEN_ENV = "FLEETKEYS_SIGNER_TOKEN"  # noqa: S105 - the variable's name, not a secret
 PUBLISH_TOKEN_ENV = "FLEETKEYS_PUBLISH_TOKEN"  # noqa: S105
@@ -66,14 +66,10 @@ MAX_RESPONSE = 2 * 1024 * 1024
 MAX_TOKEN_FILE = 4096
 #: How far in the future a keyset's issued_at may be (clock skew between operator machines).
 MAX_ISSUE_SKEW = 600
-TIMEOUT = (5, 30)
+TIMEOUT = 30.0
 #: Bytes added to a measured bundle size (see ``_check_fits_in_a_bundle``).
 BUNDLE_SIZE_MARGIN = 64
 RETRIES = 3
-
-
-class PublishError(Exception):
-    """The pipeline refused or failed; the message says at which step and why."""
 
 
 # -- small I/O helpers -------------------------------------------------------------------------------
@@ -83,15 +79,10 @@ def read_token(path: str | os.PathLike[str] | None, env: str) -> str | None:
     """A bearer token from ``path`` (mode 0600 or stricter, one line) or the environment, or None."""
     if path is None:
         return os.environ.get(env) or None
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_mode & 0o077 or st.st_size > MAX_TOKEN_FILE:
-            raise PublishError(f"token file {path}: must be a small regular file that group and others cannot "
-                               f"read (chmod 600 {path})")
-        data = os.read(fd, MAX_TOKEN_FILE)
-    finally:
-        os.close(fd)
+        data = read_private_file(os.fspath(path), what="token file", max_size=MAX_TOKEN_FILE)
+    except KeyBackendError as exc:
+        raise PublishError(str(exc)) from None
     token = data.decode("utf-8", "replace").strip()
     if not token or any(c.isspace() for c in token):
         raise PublishError(f"token file {path}: expected one token on one line")
@@ -103,16 +94,6 @@ def write_atomically(path: Path, data: bytes) -> None:
     write_atomic(path, data, mode=0o644)
 
 
-def _read_body(resp: requests.Response, limit: int, what: str) -> bytes:
-    chunks, total = [], 0
-    for chunk in resp.iter_content(65536):
-        total += len(chunk)
-        if total > limit:
-            raise PublishError(f"{what}: response larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _error_reason(body: bytes) -> str:
     try:
         obj = loads_strict(body, "error", MAX_RESPONSE)
@@ -120,24 +101,18 @@ def _error_reason(body: bytes) -> str:
             return obj["error"][:500]
     except VerificationError:
         pass
-    return body[:200].decode("utf-8", "replace") or "(empty body)"
+    return sanitize(body) or "(empty body)"
 
 
-def _request(session: requests.Session, method: str, url: str, what: str, *, retry: bool = False,
-             **kwargs: Any) -> tuple[int, bytes]:
-    attempts = RETRIES if retry else 1
-    for attempt in range(1, attempts + 1):
-        try:
-            with session.request(method, url, timeout=TIMEOUT, stream=True, **kwargs) as resp:
-                status, body = resp.status_code, _read_body(resp, MAX_RESPONSE, what)
-        except requests.RequestException as exc:
-            if attempt == attempts:
-                raise PublishError(f"{what}: {url} unreachable ({type(exc).__name__}: {exc})") from None
-        else:
-            if status not in (502, 503, 504) or attempt == attempts:
-                return status, body
-        time.sleep(0.5 * attempt)
-    raise AssertionError("unreachable")
+def _request(http: HttpClient, method: str, url: str, what: str, *, retry: bool = False, data: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One request through :class:`verifier.http.HttpClient` (capped, deadline-bounded; ``retry`` for the
+    idempotent ones); ``(status, body)``, or :class:`PublishError` naming ``what`` could not be reached."""
+    try:
+        resp = http.request(method, url, limit=MAX_RESPONSE, body=data, headers=headers, retry=retry)
+    except (FetchError, SizeLimitError) as exc:
+        raise PublishError(f"{what}: {exc}") from None
+    return resp.status, resp.body
 
 
 def parse_json_body(body: bytes, what: str) -> Any:
@@ -286,9 +261,10 @@ def _check_fits_in_a_bundle(keyset: Keyset, now: int) -> None:
                            f"one log entry ({len(keyset.raw)} keyset bytes, {len(keyset.fleets)} fleets)")
 
 
-def _latest_in_log(session: requests.Session, url: str) -> tuple[int, bytes, int | None] | None:
-    """``(epoch, keyset digest, index)`` of the distributor's latest bundle, or None for an empty log."""
-    status, body = _request(session, "GET", url.rstrip("/") + "/api/v1/bundles/latest", "distributor", retry=True)
+def _latest_in_log(http: HttpClient, url: str) -> tuple[Keyset, int | None] | None:
+    """``(keyset, index)`` of the distributor's latest bundle (unverified: a hint to fail early), or None
+    for an empty log."""
+    status, body = _request(http, "GET", url.rstrip("/") + "/api/v1/bundles/latest", "distributor", retry=True)
     if status == 404:
         return None
     if status != 200:
@@ -305,10 +281,10 @@ def _latest_in_log(session: requests.Session, url: str) -> tuple[int, bytes, int
     if hashlib.sha256(bundle.keyset).digest() != statement.digest or keyset.epoch != statement.epoch:
         raise PublishError("distributor latest bundle: its keyset does not match its statement")
     index = obj.get("index")
-    return keyset.epoch, keyset.digest, index if type(index) is int else None
+    return keyset, index if type(index) is int else None
 
 
-def _ask_anchor(session: requests.Session, req: PublishRequest, keyset: Keyset) -> AnchorResponse:
+def _ask_anchor(http: HttpClient, req: PublishRequest, keyset: Keyset) -> AnchorResponse:
     headers = {"Authorization": f"Bearer {req.signer_token}", "Content-Type": "application/json"}
     base = req.signer_url.rstrip("/")
     if req.digest_only:
@@ -318,7 +294,7 @@ def _ask_anchor(session: requests.Session, req: PublishRequest, keyset: Keyset) 
         body = f'{{"epoch":{keyset.epoch},"digest":"{keyset.digest.hex()}"}}'.encode()
     else:
         url, body = f"{base}/api/v1/sign-keyset", keyset.raw
-    status, resp = _request(session, "POST", url, "signer", retry=True, data=body, headers=headers)
+    status, resp = _request(http, "POST", url, "signer", retry=True, data=body, headers=headers)
     if status != 200:
         raise PublishError(f"signer refused ({status}): {_error_reason(resp)}")
     try:
@@ -328,10 +304,10 @@ def _ask_anchor(session: requests.Session, req: PublishRequest, keyset: Keyset) 
 
 
 def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now: int | None = None,
-            session: requests.Session | None = None) -> PublishResult:
+            http: HttpClient | None = None) -> PublishResult:
     """Run the pipeline (module docstring); return the result or raise :class:`PublishError`."""
     now = int(time.time()) if now is None else now
-    session = session or requests.Session()
+    http = http or HttpClient(timeout=TIMEOUT, retries=RETRIES - 1)
     if req.distributor_url and not req.publish_token:
         raise PublishError(f"distributor: no publish token ({PUBLISH_TOKEN_ENV} or --token-file)")
     if req.trust_root_path is None and not req.anchor_keys:
@@ -361,7 +337,7 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
     progress(f"[2/8] countersign key {cs_signer.public_key.hex()} loaded")
 
     # 3. trust
-    status, body = _request(session, "GET", req.signer_url.rstrip("/") + "/info", "signer", retry=True)
+    status, body = _request(http, "GET", req.signer_url.rstrip("/") + "/info", "signer", retry=True)
     if status != 200:
         raise PublishError(f"signer: GET /info answered {status}: {_error_reason(body)}")
     info = parse_json_body(body, "signer /info")
@@ -396,28 +372,23 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
 
     # 4. log chain
     if req.distributor_url:
-        latest = _latest_in_log(session, req.distributor_url)
-        if latest is None:
-            if keyset.epoch != 1:
-                raise PublishError(f"the log is empty, so the first keyset must be epoch 1, not {keyset.epoch}")
-            progress("[4/8] log is empty: publishing epoch 1")
+        latest = _latest_in_log(http, req.distributor_url)
+        last, index = latest if latest is not None else (None, None)
+        if last is not None and (last.epoch, last.digest) == (keyset.epoch, keyset.digest):
+            progress(f"[4/8] this keyset is already the log's latest (index {index}): re-running idempotently")
         else:
-            last_epoch, last_digest, index = latest
-            if (last_epoch, last_digest) == (keyset.epoch, keyset.digest):
-                progress(f"[4/8] this keyset is already the log's latest (index {index}): re-running idempotently")
-            elif keyset.epoch != last_epoch + 1:
-                raise PublishError(f"the log's latest is epoch {last_epoch}; this keyset must be epoch "
-                                   f"{last_epoch + 1}, not {keyset.epoch}")
-            elif keyset.previous != last_digest:
-                raise PublishError(f"keyset previous = {keyset.previous.hex()} but the log's epoch {last_epoch} "
-                                   f"has digest {last_digest.hex()}")
-            else:
-                progress(f"[4/8] log's latest is epoch {last_epoch} (index {index}); previous matches")
+            try:
+                check_next_epoch(last, keyset)
+            except ChainError as exc:
+                where = "the log is empty" if last is None else f"the log's latest is epoch {last.epoch}"
+                raise PublishError(f"{where}: {exc}") from None
+            progress("[4/8] log is empty: publishing epoch 1" if last is None else
+                     f"[4/8] log's latest is epoch {last.epoch} (index {index}); previous matches")
     else:
         progress("[4/8] no --distributor: log chain not checked")
 
     # 5. anchor
-    anchor = _ask_anchor(session, req, keyset)
+    anchor = _ask_anchor(http, req, keyset)
     progress(f"[5/8] anchor signed {anchor.parsed.namespace} epoch {anchor.parsed.epoch} at "
              f"{format_time(anchor.parsed.timestamp // 1000)} (key_id {anchor.key_id})")
 
@@ -441,7 +412,7 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
     # 8. post
     log_entry = None
     if req.distributor_url:
-        status, body = _request(session, "POST", req.distributor_url.rstrip("/") + "/api/v1/bundles", "distributor",
+        status, body = _request(http, "POST", req.distributor_url.rstrip("/") + "/api/v1/bundles", "distributor",
                                 retry=True, data=bundle, headers={"Authorization": f"Bearer {req.publish_token}",
                                                                   "Content-Type": "application/json"})
         if status not in (200, 201):

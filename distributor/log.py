@@ -33,7 +33,7 @@ from typing import Any
 from verifier.bundle import parse_bundle, verify_bundle
 from verifier.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint_body, sign_checkpoint
 from verifier.errors import ChainError, RollbackError, VerificationError
-from verifier.keyset import GENESIS_PREVIOUS, check_chain, format_time
+from verifier.keyset import check_next_epoch, format_time
 from verifier.merkle import EMPTY_ROOT, HASH_SIZE, consistency_proof, inclusion_proof, leaf_hash, verify_inclusion
 from verifier.note import NoteSigner, NoteVerifier, parse_note
 from verifier.statement import parse_statement
@@ -108,8 +108,7 @@ class _State:
     edge: Edge
     tail: bytes  # the incomplete entry bundle (entries since the last multiple of 256)
     checkpoint: bytes
-    last_epoch: int
-    last_digest: bytes
+    last: EpochRow | None  # the newest epoch (None before epoch 1): what the next-epoch rule needs
     trust_root: TrustRoot | None
 
     @property
@@ -125,8 +124,7 @@ class _Change:
     epochs: list[EpochRow] = field(default_factory=list)
     roots: list[TrustRootRow] = field(default_factory=list)
     results: list[Published] = field(default_factory=list)
-    last_epoch: int = 0
-    last_digest: bytes = b""
+    last: EpochRow | None = None
     trust_root: TrustRoot | None = None
 
 
@@ -334,9 +332,7 @@ class Log:
                 tail = entry_bundle_prefix(tx.entry_bundle(head.size // TILE_WIDTH) or b"", head.size % TILE_WIDTH)
             except VerificationError as exc:
                 raise IntegrityError(f"the last entry bundle is damaged: {exc}") from exc
-        last = tx.last_epoch()
-        return _State(edge, tail, head.checkpoint, last.epoch if last else 0,
-                      last.digest if last else bytes.fromhex(GENESIS_PREVIOUS), self._root_in_force(tx))
+        return _State(edge, tail, head.checkpoint, tx.last_epoch(), self._root_in_force(tx))
 
     def self_check(self, *, entries: bool = True) -> Head:
         """Run :func:`check_integrity` on this log's storage."""
@@ -363,7 +359,7 @@ class Log:
                     tx.put_epochs(change.epochs)
                     tx.put_trust_roots(change.roots)
                     tx.set_head(edge.size, checkpoint)
-                    new_state = _State(edge, tail, checkpoint, change.last_epoch, change.last_digest,
+                    new_state = _State(edge, tail, checkpoint, change.last,
                                        change.trust_root)
                     batch = Batch(state.size, edge.size, tiles, bundles, checkpoint)
             # COMMIT returned: the append is durable. Only now is it cached and exported.
@@ -398,7 +394,7 @@ class Log:
 
         def plan(tx: Tx, state: _State) -> _Change:
             return _Change(entries=list(entries), results=[Published(state.size, True)],
-                           last_epoch=state.last_epoch, last_digest=state.last_digest, trust_root=state.trust_root)
+                           last=state.last, trust_root=state.trust_root)
 
         return self._commit(plan)[0].index
 
@@ -434,7 +430,7 @@ class Log:
             current = state.trust_root
             if current is None:
                 raise NotConfigured("no trust root is configured")
-            change = _Change(last_epoch=state.last_epoch, last_digest=state.last_digest, trust_root=current)
+            change = _Change(last=state.last, trust_root=current)
             pending: dict[int, int] = {}
             for i, (data, checked) in enumerate(pre):
                 if isinstance(checked, Published):
@@ -456,13 +452,11 @@ class Log:
                         continue
                     raise RuleViolation(f"epoch {epoch} is already logged at index {row.index} with a different "
                                         "bundle")
-                if epoch != change.last_epoch + 1:
-                    raise RuleViolation(f"bundle is for epoch {epoch} but the next epoch of this log is "
-                                        f"{change.last_epoch + 1}")
                 try:
-                    check_chain(change.last_digest, verified.keyset)
+                    check_next_epoch(change.last, verified.keyset)
                 except ChainError as exc:
-                    raise RuleViolation(str(exc)) from exc
+                    next_epoch = change.last.epoch + 1 if change.last else 1
+                    raise RuleViolation(f"the next epoch of this log is {next_epoch}: {exc}") from exc
                 if verified.keyset.expires_at <= int(self._clock()):
                     # Every client would refuse it, and as the log's newest epoch it would freeze them all.
                     raise RuleViolation(f"keyset epoch {epoch} already expired at "
@@ -471,10 +465,10 @@ class Log:
                 pending[epoch] = index
                 ks = verified.keyset
                 change.entries.append(data)
-                change.epochs.append(EpochRow(epoch, index, ks.digest, tuple(f.fleet_id for f in ks.fleets),
-                                              ks.issued_at, ks.expires_at))
+                change.last = EpochRow(epoch, index, ks.digest, tuple(f.fleet_id for f in ks.fleets), ks.issued_at,
+                                       ks.expires_at)
+                change.epochs.append(change.last)
                 change.results.append(Published(index, True, epoch=epoch))
-                change.last_epoch, change.last_digest = epoch, ks.digest
             return change
 
         return self._commit(plan)
@@ -517,7 +511,7 @@ class Log:
             current = state.trust_root
             if current is None:
                 raise NotConfigured("no trust root is configured (start the distributor with --trust-root)")
-            change = _Change(last_epoch=state.last_epoch, last_digest=state.last_digest, trust_root=current)
+            change = _Change(last=state.last, trust_root=current)
             row = tx.trust_root(version)
             if row is not None:
                 if row.envelope != data:

@@ -26,43 +26,39 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import requests
 
 from verifier.audit import AuditReport, EntryRecord, TileUnavailable, fingerprint, max_fetch_size, replay_log
-from verifier.client import read_capped
-from verifier.errors import SizeLimitError, VerificationError
+from verifier.errors import FetchError, SizeLimitError, VerificationError
+from verifier.http import HttpClient, sanitize
 from verifier.keyset import format_time, parse_time
 from verifier.note import MAX_NOTE_SIZE
 from verifier.trustroot import load_trust_root
 
-#: Seconds to connect and between bytes; a whole response must also arrive within ``_TOTAL`` seconds.
+#: Seconds for one whole response (connect, headers and body), per attempt.
 _TIMEOUT = 10.0
-_TOTAL = 60.0
 _MAX_JSON = 1024 * 1024
 
 
-class ReadError(Exception):
+class ReadError(FetchError):
     """The distributor or the static directory could not be read."""
 
 
 class HttpSource:
-    """Reads the log over HTTP with timeouts and a byte cap per response (the cap of each tile path)."""
+    """Reads the log over HTTP through :class:`verifier.http.HttpClient` (deadline, byte cap per path)."""
 
-    def __init__(self, base_url: str, session: requests.Session | None = None) -> None:
+    def __init__(self, base_url: str, http: HttpClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self.session = session or requests.Session()
+        self.http = http or HttpClient(timeout=_TIMEOUT, allowed_origins=[self.base_url])
 
     def get(self, path: str, limit: int) -> bytes:
         url = f"{self.base_url}/{path}"
         try:
-            with self.session.get(url, timeout=_TIMEOUT, stream=True) as resp:
-                if resp.status_code != 200:
-                    raise ReadError(f"GET {url}: HTTP {resp.status_code}")
-                return read_capped(resp, url, limit, _TOTAL)
-        except SizeLimitError as exc:
+            resp = self.http.get(url, limit=limit)
+        except (FetchError, SizeLimitError) as exc:
             raise ReadError(str(exc)) from exc
-        except requests.RequestException as exc:
-            raise ReadError(f"GET {url}: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        if resp.status != 200:
+            raise ReadError(f"GET {sanitize(url)}: HTTP {resp.status}: {resp.reason()}")
+        return resp.body
 
     def checkpoint(self) -> bytes:
         return self.get("checkpoint", MAX_NOTE_SIZE)

@@ -47,14 +47,41 @@ from werkzeug.exceptions import HTTPException
 
 from keys import KeyBackendError, Signer, load_signer
 from verifier.errors import VerificationError
-from verifier.keyset import parse_keyset
+from verifier.keyset import MAX_EPOCH, parse_keyset
 
 from . import wire
 from .config import SignerConfig, Token, authenticate
-from .journal import Journal, JournalError
-from .rules import Refusal, SignedEntry, SignRequest
+from .errors import JournalError, Refusal
+from .journal import Journal
+from .rules import SignedEntry, SignRequest
 
 log = logging.getLogger("fleetkeys.signer")
+
+
+#: The one place where a refusal becomes an HTTP status: by its stable code; every other code
+#: (``malformed``, ``malformed-keyset``, ...) is a malformed request, 400.
+STATUS_OF_CODE: dict[str, int] = {
+    "unknown-namespace": 404,
+    "unknown-epoch": 404,
+    "keyset-required": 409,
+    "equivocation": 409,
+    "namespace-not-online": 409,
+    "namespace-exists": 409,
+    "namespace-disabled": 409,
+    "wrong-epoch": 409,
+    "digest-reused": 409,
+    "broken-chain": 409,
+    "issued-at-regressed": 409,
+    "key-unavailable": 503,
+}
+
+
+class ApiError(Exception):
+    """An HTTP-level refusal of this app (no or a wrong token, a body too large): not a domain error."""
+
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason = status, code, reason
 
 
 def _error(status: int, code: str, reason: str, headers: dict[str, str] | None = None) -> Response:
@@ -79,31 +106,31 @@ class _Service:
         length = request.content_length
         if length is not None:
             if length > limit:
-                raise Refusal(413, "too-large", f"request body of {length} bytes exceeds {limit}")
+                raise ApiError(413, "too-large", f"request body of {length} bytes exceeds {limit}")
             return request.get_data(cache=False)
         if not request.environ.get("wsgi.input_terminated"):
             return b""  # no length and a server that does not frame the body: nothing safe to read
         # Chunked: read one byte past the limit ourselves (werkzeug's own limit silently truncates).
         data = request.environ["wsgi.input"].read(limit + 1)
         if len(data) > limit:
-            raise Refusal(413, "too-large", f"request body exceeds {limit} bytes")
+            raise ApiError(413, "too-large", f"request body exceeds {limit} bytes")
         return data
 
     def token(self, role: str, namespace: str | None = None) -> Token:
         token = authenticate(self.config.tokens, request.headers.get("Authorization"))
         if token is None:
-            raise Refusal(401, "unauthenticated", "a valid bearer token is required (Authorization: Bearer <token>)")
+            raise ApiError(401, "unauthenticated", "a valid bearer token is required (Authorization: Bearer <token>)")
         if role == "admin" and token.role != "admin":
-            raise Refusal(403, "forbidden", f"token {token.name!r} is not an admin token")
+            raise ApiError(403, "forbidden", f"token {token.name!r} is not an admin token")
         if role == "write" and token.role != "write":
-            raise Refusal(403, "forbidden", f"token {token.name!r} is not a write token")
+            raise ApiError(403, "forbidden", f"token {token.name!r} is not a write token")
         if namespace is not None:
             self.authorize(token, namespace)
         return token
 
     def authorize(self, token: Token, namespace: str) -> None:
         if not token.allows(namespace):
-            raise Refusal(403, "forbidden", f"token {token.name!r} may not sign in namespace {namespace!r}")
+            raise ApiError(403, "forbidden", f"token {token.name!r} may not sign in namespace {namespace!r}")
 
     def sign(self, req: SignRequest, token: Token) -> Response:
         try:
@@ -113,7 +140,7 @@ class _Service:
         except (KeyBackendError, VerificationError) as exc:
             # VerificationError: the key returned a signature that does not verify; nothing was stored.
             log.error("signing failed: %s", exc)
-            raise Refusal(503, "key-unavailable", f"the anchor key failed: {exc}") from None
+            raise Refusal("key-unavailable", f"the anchor key failed: {exc}") from None
         if created and self.config.after_commit is not None:
             self.config.after_commit()
         resp = jsonify(wire.signature_response(entry))
@@ -124,7 +151,7 @@ class _Service:
     def namespace_json(self, name: str) -> dict[str, Any]:
         ns = self.journal.namespace(name)
         if ns is None:
-            raise Refusal(404, "unknown-namespace", f"namespace {name!r} does not exist")
+            raise Refusal("unknown-namespace", f"namespace {name!r} does not exist")
         first, last = self.journal.first_and_last(name)
         return wire.namespace_info(ns, first, last)
 
@@ -179,12 +206,12 @@ def _routes(svc: _Service) -> Blueprint:
         if not epoch.isascii() or not epoch.isdigit() or len(epoch) > 20:
             raise wire.bad_request("epoch: expected a decimal integer")
         if svc.journal.namespace(name) is None:
-            raise Refusal(404, "unknown-namespace", f"namespace {name!r} does not exist")
+            raise Refusal("unknown-namespace", f"namespace {name!r} does not exist")
         entry: SignedEntry | None = None
-        if int(epoch) <= wire.MAX_EPOCH:
+        if int(epoch) <= MAX_EPOCH:
             entry = svc.journal.entry(name, int(epoch))
         if entry is None:
-            raise Refusal(404, "unknown-epoch", f"{name} epoch {epoch} has not been signed")
+            raise Refusal("unknown-epoch", f"{name} epoch {epoch} has not been signed")
         return jsonify(wire.signature_response(entry))
 
     @bp.post("/namespaces/<path:name>/audits")
@@ -240,6 +267,10 @@ def create_app(config: SignerConfig) -> Flask:
 
     @app.errorhandler(Refusal)
     def refusal(exc: Refusal) -> Response:
+        return _error(STATUS_OF_CODE.get(exc.code, 400), exc.code, exc.reason)
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return _error(exc.status, exc.code, exc.reason, headers)
 

@@ -27,9 +27,10 @@ import click
 from keys import KeyBackendError, check_no_pin_value, load_signer
 from verifier.note import NoteVerifier
 
-from .config import ConfigError, add_token, default_key_ref, init_data_dir, load_config, now_ms
-from .journal import Journal, JournalError
-from .rules import MODE_KEYSET, MODES, STATUS_ONLINE, Refusal
+from .config import add_token, default_key_ref, init_data_dir, load_config, now_ms
+from .errors import JournalError, Refusal, SignerConfigError
+from .journal import Journal
+from .rules import MODE_KEYSET, MODES, STATUS_ONLINE
 from .wire import check_namespace_name
 
 _data_option = click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -94,7 +95,7 @@ def init_cmd(data_dir: Path, namespaces: tuple[str, ...], ciphersuite: str, mode
             click.echo(f"namespace {ns}: {'created' if created else 'exists'} (ciphersuite {ciphersuite}, "
                        f"mode {mode})")
         journal.close()
-    except (ConfigError, KeyBackendError, JournalError, OSError) as exc:
+    except (SignerConfigError, KeyBackendError, JournalError, OSError) as exc:
         _fail(str(exc))
     except Refusal as exc:
         _fail(exc.reason)
@@ -111,7 +112,7 @@ def token_cmd(data_dir: Path, name: str, namespaces: tuple[str, ...], admin: boo
         raise click.UsageError("give either --admin or at least one --namespace")
     try:
         path = add_token(data_dir, name, "admin" if admin else "write", namespaces)
-    except (ConfigError, OSError) as exc:
+    except (SignerConfigError, OSError) as exc:
         _fail(str(exc))
     click.echo(f"wrote token {path} (mode 0600); restart the signer to use it")
 
@@ -150,7 +151,7 @@ def serve(data_dir: Path, key_ref: str | None, *, key_name: str = "anchor", host
             # (its session would not survive the fork), so its errors show in the worker's log.
             _describe_key(load_signer(ref).public_key, key_name)
         config = load_config(data_dir, ref, after_commit=after_commit)
-    except (ConfigError, KeyBackendError, OSError) as exc:
+    except (SignerConfigError, KeyBackendError, OSError) as exc:
         _fail(str(exc))
     sys.stdout.flush()
     SignerServer(config, host=host, port=port, workers=workers, threads=threads, access_log=access_log).run()

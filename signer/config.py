@@ -36,16 +36,14 @@ from typing import Any
 from keys import Signer, generate_key_file
 from verifier.atomicfile import create_exclusive, write_atomic
 
+from .errors import SignerConfigError
+
 CONFIG_FILE = "signer.json"
 DEFAULT_KEY_FILE = "anchor.key"
 TOKENS_DIR = "tokens"
 MAX_BODY = 64 * 1024
 MAX_CONFIG_SIZE = 1024 * 1024
 ROLES = ("admin", "write")
-
-
-class ConfigError(Exception):
-    """The data directory or its configuration is missing, unsafe or malformed."""
 
 
 @dataclass(frozen=True)
@@ -126,36 +124,36 @@ def read_tokens(data_dir: Path) -> tuple[Token, ...]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (run `fleetkeys signer init --data {data_dir}`)") from None
+        raise SignerConfigError(f"{path}: no such file (run `fleetkeys signer init --data {data_dir}`)") from None
     if len(raw) > MAX_CONFIG_SIZE:
-        raise ConfigError(f"{path}: larger than {MAX_CONFIG_SIZE} bytes")
+        raise SignerConfigError(f"{path}: larger than {MAX_CONFIG_SIZE} bytes")
     try:
         obj = json.loads(raw)
     except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        raise SignerConfigError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(obj, dict) or obj.get("version") != 1 or not isinstance(obj.get("tokens"), list):
-        raise ConfigError(f'{path}: expected {{"version": 1, "tokens": [...]}}')
+        raise SignerConfigError(f'{path}: expected {{"version": 1, "tokens": [...]}}')
     tokens = []
     for i, t in enumerate(obj["tokens"]):
         what = f"{path}: tokens[{i}]"
         if not isinstance(t, dict) or t.get("role") not in ROLES or not isinstance(t.get("name"), str):
-            raise ConfigError(f"{what}: needs a name and a role (admin or write)")
+            raise SignerConfigError(f"{what}: needs a name and a role (admin or write)")
         try:
             digest = bytes.fromhex(t.get("sha256", ""))
         except (TypeError, ValueError):
             digest = b""
         if len(digest) != 32:
-            raise ConfigError(f"{what}: sha256 must be 64 hex digits")
+            raise SignerConfigError(f"{what}: sha256 must be 64 hex digits")
         namespaces = t.get("namespaces", [])
         if t["role"] == "write" and (not isinstance(namespaces, list) or not namespaces
                                      or not all(isinstance(n, str) and n for n in namespaces)):
-            raise ConfigError(f"{what}: a write token needs a non-empty list of namespaces (or [\"*\"])")
+            raise SignerConfigError(f"{what}: a write token needs a non-empty list of namespaces (or [\"*\"])")
         unknown = set(t) - {"name", "role", "sha256", "namespaces"}
         if unknown:
-            raise ConfigError(f"{what}: unknown field(s) {sorted(unknown)}")
+            raise SignerConfigError(f"{what}: unknown field(s) {sorted(unknown)}")
         tokens.append(Token(t["name"], t["role"], digest, tuple(namespaces) if t["role"] == "write" else ()))
     if len({t.sha256 for t in tokens}) != len(tokens):
-        raise ConfigError(f"{path}: the same token is listed twice")
+        raise SignerConfigError(f"{path}: the same token is listed twice")
     return tuple(tokens)
 
 
@@ -170,14 +168,14 @@ def add_token(data_dir: Path, name: str, role: str, namespaces: tuple[str, ...] 
     Returns the token file's path. Refuses an existing name or token file (never overwrites).
     """
     if role not in ROLES:
-        raise ConfigError(f"token role must be admin or write, not {role!r}")
+        raise SignerConfigError(f"token role must be admin or write, not {role!r}")
     if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise ConfigError(f"token name {name!r}: use letters, digits, - and _")
+        raise SignerConfigError(f"token name {name!r}: use letters, digits, - and _")
     if role == "write" and not namespaces:
-        raise ConfigError("a write token needs at least one namespace (or '*')")
+        raise SignerConfigError("a write token needs at least one namespace (or '*')")
     tokens = read_tokens(data_dir) if (data_dir / CONFIG_FILE).exists() else ()
     if any(t.name == name for t in tokens):
-        raise ConfigError(f"a token named {name!r} already exists in {data_dir / CONFIG_FILE}")
+        raise SignerConfigError(f"a token named {name!r} already exists in {data_dir / CONFIG_FILE}")
     token_dir = data_dir / TOKENS_DIR
     token_dir.mkdir(mode=0o700, exist_ok=True)
     path = token_dir / f"{name}.token"
@@ -185,7 +183,7 @@ def add_token(data_dir: Path, name: str, role: str, namespaces: tuple[str, ...] 
     try:
         create_exclusive(path, (value + "\n").encode())
     except FileExistsError:
-        raise ConfigError(f"{path} already exists; refusing to overwrite it") from None
+        raise SignerConfigError(f"{path} already exists; refusing to overwrite it") from None
     write_tokens(data_dir, (*tokens, Token(name, role, token_hash(value), tuple(namespaces))))
     return path
 
@@ -231,7 +229,6 @@ def load_config(data_dir: Path, key_ref: str | None = None, **overrides: Any) ->
 
 
 __all__ = [
-    "ConfigError",
     "InitResult",
     "MAX_BODY",
     "SignerConfig",

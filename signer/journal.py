@@ -43,12 +43,12 @@ from typing import Any
 from verifier import ed25519
 from verifier.statement import Statement
 
+from .errors import JournalError, Refusal
 from .rules import (
     MODE_KEYSET,
     MODES,
     STATUS_DISABLED,
     Namespace,
-    Refusal,
     SignedEntry,
     SignRequest,
     check_request,
@@ -125,10 +125,6 @@ _MIGRATE_1_TO_2 = (
     "DROP TRIGGER IF EXISTS namespaces_status_only",
     "UPDATE meta SET value = '2' WHERE key = 'schema'",
 )
-
-
-class JournalError(Exception):
-    """The journal cannot be opened or is not a fleetkeys signer journal."""
 
 
 @dataclass(frozen=True)
@@ -300,12 +296,12 @@ class Journal:
         refused (409): a namespace's ciphersuite and mode never change.
         """
         if mode not in MODES:
-            raise Refusal(400, "malformed", f"namespace mode must be one of {', '.join(MODES)}, not {mode!r}")
+            raise Refusal("malformed", f"namespace mode must be one of {', '.join(MODES)}, not {mode!r}")
         with self._write() as conn:
             existing = _namespace(conn.execute(_Q_NAMESPACE, (name,)).fetchone())
             if existing is not None:
                 if (existing.ciphersuite, existing.log_directory, existing.mode) != (ciphersuite, log_directory, mode):
-                    raise Refusal(409, "namespace-exists",
+                    raise Refusal("namespace-exists",
                                   f"namespace {name!r} already exists with ciphersuite {existing.ciphersuite}, "
                                   f"log_directory {existing.log_directory!r} and mode {existing.mode}")
                 return existing, False
@@ -321,11 +317,11 @@ class Journal:
         with self._write() as conn:
             ns = _namespace(conn.execute(_Q_NAMESPACE, (name,)).fetchone())
             if ns is None:
-                raise Refusal(404, "unknown-namespace", f"namespace {name!r} does not exist")
+                raise Refusal("unknown-namespace", f"namespace {name!r} does not exist")
             if ns.status == status:
                 return ns
             if ns.status == STATUS_DISABLED:
-                raise Refusal(409, "namespace-disabled", f"namespace {name!r} is Disabled, which is final")
+                raise Refusal("namespace-disabled", f"namespace {name!r} is Disabled, which is final")
             conn.execute("UPDATE namespaces SET status = ? WHERE name = ?", (status, name))
             conn.execute("INSERT INTO events(time, kind, namespace, client, reason) VALUES (?, ?, ?, ?, ?)",
                          (now_ms, "namespace-status", name, client, f"{ns.status} -> {status}"))

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from verifier.keyset import format_time
-from verifier.statement import MAX_NAMESPACE_LENGTH
+from verifier.errors import ChainError
+from verifier.keyset import check_next_epoch
+
+from .errors import Refusal
 
 STATUS_ONLINE = "Online"
 STATUS_INITIALIZATION = "Initialization"
@@ -45,12 +47,8 @@ MODE_KEYSET = "keyset"
 MODE_DIGEST = "digest"
 MODES = (MODE_KEYSET, MODE_DIGEST)
 
-DIGEST_SIZE = 32
-GENESIS_PREVIOUS = bytes(DIGEST_SIZE)
-#: Largest epoch the journal stores (SQLite integers are signed 64-bit); epochs go up one at a time
-#: from 1, so no real namespace gets near it.
-MAX_EPOCH = (1 << 63) - 1
-MAX_NAMESPACE = MAX_NAMESPACE_LENGTH
+#: Refusal code of each next-epoch rule (:func:`verifier.keyset.check_next_epoch`).
+_RULE_CODES = {"epoch": "wrong-epoch", "previous": "broken-chain", "issued_at": "issued-at-regressed"}
 
 
 @dataclass(frozen=True)
@@ -104,21 +102,6 @@ class SignedEntry:
     issued_at: int | None = None
 
 
-class Refusal(Exception):
-    """A request the signer will not sign: HTTP ``status``, a short ``code``, a human ``reason``.
-
-    ``record`` says whether the refusal goes into the public journal (rule breaks on a known namespace
-    by an authenticated client do; malformed or unauthenticated requests do not).
-    """
-
-    def __init__(self, status: int, code: str, reason: str, *, record: bool = False) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.code = code
-        self.reason = reason
-        self.record = record
-
-
 def check_request(request: SignRequest, namespace: Namespace | None, last: SignedEntry | None,
                   at_epoch: SignedEntry | None, digest_epoch: int | None) -> SignedEntry | None:
     """Apply the rules (module docstring) to one request; return the stored entry for a repeat.
@@ -129,42 +112,29 @@ def check_request(request: SignRequest, namespace: Namespace | None, last: Signe
     :class:`Refusal` otherwise.
     """
     if namespace is None:
-        raise Refusal(404, "unknown-namespace", f"namespace {request.namespace!r} does not exist")
+        raise Refusal("unknown-namespace", f"namespace {request.namespace!r} does not exist")
     ns = namespace.name
     if not request.is_keyset and namespace.mode == MODE_KEYSET:
-        raise Refusal(409, "keyset-required",
+        raise Refusal("keyset-required",
                       f"namespace {ns!r} is a keyset namespace: it signs only keysets sent to POST /api/v1/sign-keyset "
                       "(which checks previous and the keyset), never a bare digest", record=True)
     if at_epoch is not None:
         if at_epoch.digest == request.digest:
             return at_epoch
-        raise Refusal(409, "equivocation",
+        raise Refusal("equivocation",
                       f"{ns} epoch {request.epoch} is already signed with digest {at_epoch.digest.hex()}; "
                       f"refusing to sign a second digest {request.digest.hex()} for it", record=True)
     if namespace.status != STATUS_ONLINE:
-        raise Refusal(409, "namespace-not-online",
+        raise Refusal("namespace-not-online",
                       f"namespace {ns!r} is {namespace.status}, not Online", record=True)
-    expected = 1 if last is None else last.epoch + 1
-    if request.epoch != expected:
-        detail = "the first epoch is 1" if last is None else f"the last signed epoch is {last.epoch}"
-        raise Refusal(409, "wrong-epoch",
-                      f"{ns}: epoch {request.epoch} is not the next epoch {expected} ({detail})", record=True)
+    try:
+        check_next_epoch(last, request)
+    except ChainError as exc:
+        raise Refusal(_RULE_CODES[exc.rule], f"{ns}: {exc}", record=True) from None
     if digest_epoch is not None:
-        raise Refusal(409, "digest-reused",
+        raise Refusal("digest-reused",
                       f"{ns}: digest {request.digest.hex()} was already signed for epoch {digest_epoch}; "
                       "a digest is never signed twice", record=True)
-    if request.previous is not None:
-        want = GENESIS_PREVIOUS if last is None else last.digest
-        if request.previous != want:
-            raise Refusal(409, "broken-chain",
-                          f"{ns}: keyset epoch {request.epoch} has previous = {request.previous.hex()} but the "
-                          f"signed epoch {expected - 1} has digest {want.hex()} (forked history)", record=True)
-        if (request.issued_at is not None and last is not None and last.issued_at is not None
-                and request.issued_at < last.issued_at):
-            raise Refusal(409, "issued-at-regressed",
-                          f"{ns}: keyset epoch {request.epoch} has issued_at {format_time(request.issued_at)}, earlier "
-                          f"than epoch {last.epoch}'s issued_at {format_time(last.issued_at)}; issued_at never goes "
-                          "backwards", record=True)
     return None
 
 
@@ -176,13 +146,10 @@ def next_timestamp(now_ms: int, last_timestamp: int | None) -> int:
 
 
 __all__ = [
-    "GENESIS_PREVIOUS",
-    "MAX_EPOCH",
     "MODES",
     "MODE_DIGEST",
     "MODE_KEYSET",
     "Namespace",
-    "Refusal",
     "STATUSES",
     "STATUS_DISABLED",
     "STATUS_INITIALIZATION",

@@ -29,18 +29,17 @@ from typing import Any
 
 from verifier.cjson import expect_object, loads_strict
 from verifier.errors import VerificationError
-from verifier.keyset import NAMESPACE_RE
+from verifier.keyset import MAX_EPOCH, NAMESPACE_RE
 
+from .errors import Refusal
 from .journal import Event
 from .rules import (
-    MAX_EPOCH,
     MODE_KEYSET,
     MODES,
     STATUS_DISABLED,
     STATUS_INITIALIZATION,
     STATUS_ONLINE,
     Namespace,
-    Refusal,
     SignedEntry,
 )
 
@@ -50,7 +49,7 @@ _HEX64 = re.compile(r"\A[0-9a-fA-F]{64}\Z")
 
 
 def bad_request(reason: str, code: str = "malformed") -> Refusal:
-    return Refusal(400, code, reason)
+    return Refusal(code, reason)
 
 
 def parse_json(body: bytes, what: str, max_size: int) -> Any:

@@ -107,7 +107,7 @@ class World:
                expires_at: int | None = None) -> bytes:
         return encode_keyset(epoch=epoch, namespace=self.namespace, issued_at=issued_at + epoch,
                              expires_at=expires_at if expires_at is not None else T0 + 20 * YEAR,
-                             previous=previous if previous is not None else bytes.fromhex(GENESIS_PREVIOUS),
+                             previous=previous if previous is not None else GENESIS_PREVIOUS,
                              fleets=fleets)
 
     def statement(self, keyset: bytes, epoch: int, ciphersuite: int = 1) -> bytes:

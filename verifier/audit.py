@@ -29,7 +29,7 @@ and returns a frozen :class:`AuditReport`: one :class:`EntryRecord` per log entr
      in force; its epoch must be exactly the last verified epoch + 1 (``ChainError`` for a gap, with
      the later epoch adopted so the walk goes on; ``RollbackError`` for an epoch logged again,
      equivocation when the keyset differs) and its ``previous`` must name the last verified keyset
-     (``verifier.keyset.check_chain``).
+     (``verifier.keyset.check_next_epoch``).
 
    A failing entry is recorded with its error class and message and the walk continues; an entry
    that did not verify never becomes the base of the chain checks.
@@ -54,8 +54,8 @@ from .bundle import FORMAT as BUNDLE_FORMAT
 from .bundle import parse_bundle, verify_bundle
 from .checkpoint import open_checkpoint
 from .cosignature import check_fresh, verify_cosignatures
-from .errors import ChainError, FormatError, ProofError, RollbackError, SizeLimitError, TrustRootError, VerificationError
-from .keyset import GENESIS_PREVIOUS, Fleet, Keyset, check_chain, format_time, parse_keyset
+from .errors import FetchError, FormatError, ProofError, RollbackError, SizeLimitError, TrustRootError, VerificationError
+from .keyset import Fleet, Keyset, check_next_epoch, format_time, parse_keyset
 from .merkle import HASH_SIZE, leaf_hash, root
 from .signatures import KeyGroup
 from .statement import parse_statement
@@ -82,7 +82,7 @@ Fetch = Callable[[str], bytes]
 :class:`TileUnavailable` when the path cannot be read (other exceptions propagate)."""
 
 
-class TileUnavailable(Exception):
+class TileUnavailable(FetchError):
     """The injected fetch function could not read a tile path (missing file, HTTP error, timeout)."""
 
 
@@ -404,10 +404,7 @@ class _Walk:
             where = f"entry {first_index} has keyset {digest.hex()}" if digest else f"the log is already at {last_epoch}"
             raise RollbackError(f"epoch {keyset.epoch} logged after epoch {last_epoch} with keyset "
                                 f"{keyset.digest.hex()}; {where} (equivocation or rollback)")
-        if keyset.epoch > last_epoch + 1:
-            raise ChainError(f"epoch gap: epoch {keyset.epoch} follows epoch {last_epoch}, epochs "
-                             f"{last_epoch + 1}..{keyset.epoch - 1} have no verified entry")
-        check_chain(self.last.digest if self.last is not None else bytes.fromhex(GENESIS_PREVIOUS), keyset)
+        check_next_epoch(self.last, keyset)
         return True
 
     def _shared(self, keyset: Keyset) -> tuple[Fleet, ...]:

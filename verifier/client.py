@@ -3,8 +3,10 @@
 This is the only part of :mod:`verifier` that does I/O. It:
 
 * refuses to start without a bootstrap trust root (the one shipped in the app, never modified);
-* downloads with timeouts, retries with exponential backoff on connection errors, 5xx and 429, and a
-  hard byte cap on every response (an endless body is cut off and refused);
+* downloads through :class:`verifier.http.HttpClient`: one deadline per attempt covering connect,
+  headers and body, retries with jittered exponential backoff on connection errors, 5xx and 429, a
+  hard byte cap on every response (an endless body is cut off and refused), redirects only within
+  the distributor's origin and never to a weaker scheme, and server text sanitised before printing;
 * follows trust-root rotations published in the log one version at a time, then every epoch after
   the saved one in order (so the ``previous`` chain is checked across the gap);
 * persists state atomically: write a temporary file, fsync it, rename it over ``state.json``, fsync
@@ -25,17 +27,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from .atomicfile import write_atomic
 from .checkpoint import parse_checkpoint_body
-from .errors import ExpiredError, FormatError, FreezeError, SizeLimitError, VerificationError
+from .errors import EmptyLogError, ExpiredError, FetchError, FormatError, FreezeError
+from .http import HttpClient, sanitize
 from .keyset import MAX_EPOCH, Fleet, format_time
 from .note import b64decode_strict, parse_note
 from .tlogproof import parse_tlog_proof
@@ -50,10 +50,6 @@ MAX_JSON_RESPONSE = 1024 * 1024
 MAX_CATCH_UP = 1000
 
 
-class FetchError(Exception):
-    """The distributor could not be reached or answered with an error (after retries)."""
-
-
 @dataclass(frozen=True)
 class RefreshResult:
     fleets: tuple[Fleet, ...]
@@ -65,33 +61,11 @@ class RefreshResult:
     message: str
 
 
-def read_capped(resp: requests.Response, url: str, limit: int, deadline: float) -> bytes:
-    """Read a streamed response body of at most ``limit`` bytes within ``deadline`` seconds.
-
-    A declared ``Content-Length`` over the cap is refused unread; an endless or oversized body is cut
-    off at the cap (:class:`SizeLimitError`); a body that drips too slowly raises
-    :class:`requests.Timeout`. ``read1`` returns what has arrived instead of waiting for a full chunk,
-    so the deadline is checked even against a server sending one byte at a time.
-    """
-    declared = resp.headers.get("Content-Length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise SizeLimitError(f"GET {url}: response of {declared} bytes exceeds the {limit}-byte cap")
-    end = time.monotonic() + deadline
-    body = bytearray()
-    while chunk := resp.raw.read1(64 * 1024, decode_content=True):
-        body += chunk
-        if len(body) > limit:
-            raise SizeLimitError(f"GET {url}: response exceeds the {limit}-byte cap (cut off)")
-        if time.monotonic() > end:
-            raise requests.Timeout(f"response body not complete within {deadline} s")
-    return bytes(body)
-
-
 class Client:
     """OTA client for one distributor, one bootstrap trust root and one state directory."""
 
     def __init__(self, base_url: str, trust_root: bytes | TrustRoot, state_dir: str | os.PathLike, *,
-                 session: requests.Session | None = None, timeout: float = 10.0, retries: int = 3,
+                 http: HttpClient | None = None, timeout: float = 10.0, retries: int = 3,
                  backoff: float = 0.5, clock: Callable[[], float] = time.time) -> None:
         if trust_root is None or trust_root == b"":
             raise ValueError("a bootstrap trust root is required (ship it with the app)")
@@ -99,10 +73,7 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.session = session or requests.Session()
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
+        self.http = http or HttpClient(timeout=timeout, retries=retries, backoff=backoff, allowed_origins=[base_url])
         self.clock = clock
         self.state = self._load_state()
 
@@ -129,24 +100,12 @@ class Client:
 
     def _get(self, path: str, limit: int, *, allow_404: bool = False) -> bytes | None:
         url = self.base_url + path
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))  # noqa: S311 - jitter
-            try:
-                with self.session.get(url, timeout=self.timeout, stream=True) as resp:
-                    if resp.status_code == 404 and allow_404:
-                        return None
-                    if resp.status_code in (429,) or resp.status_code >= 500:
-                        last = FetchError(f"GET {url}: HTTP {resp.status_code}")
-                        continue
-                    if resp.status_code != 200:
-                        snippet = resp.raw.read1(200, decode_content=True)[:200].decode("utf-8", "replace")
-                        raise FetchError(f"GET {url}: HTTP {resp.status_code}: {snippet}")
-                    return read_capped(resp, url, limit, self.timeout)
-            except requests.RequestException as exc:
-                last = FetchError(f"GET {url}: {type(exc).__name__}: {str(exc)[:200]}")
-        raise last or FetchError(f"GET {url}: failed")
+        resp = self.http.get(url, limit=limit)
+        if resp.status == 404 and allow_404:
+            return None
+        if resp.status != 200:
+            raise FetchError(f"GET {sanitize(url)}: HTTP {resp.status}: {resp.reason()}")
+        return resp.body
 
     def _get_json(self, path: str, *, allow_404: bool = False) -> dict | None:
         body = self._get(path, MAX_JSON_RESPONSE, allow_404=allow_404)
@@ -230,7 +189,7 @@ class Client:
         rotation = self._next_rotation_index(state)
         latest = self._get_json("/api/v1/bundles/latest", allow_404=True)
         if latest is None:
-            raise VerificationError("the distributor's log has no bundle yet")
+            raise EmptyLogError("the distributor's log has no bundle yet")
         epoch = latest.get("epoch")
         if type(epoch) is not int or not 1 <= epoch <= MAX_EPOCH:
             raise FormatError(f"latest bundle response: epoch must be an integer in 1..{MAX_EPOCH}")
@@ -303,4 +262,4 @@ class Client:
         return keyset.active_fleets(now)
 
 
-__all__ = ["Client", "FetchError", "RefreshResult", "read_capped"]
+__all__ = ["Client", "FetchError", "RefreshResult"]

@@ -1,8 +1,10 @@
 """Typed verification errors.
 
-Every failure the protocol core can detect raises a subclass of :class:`VerificationError`; nothing
-else escapes a decoder or a verification function. Each message names what was expected and what was
-found, so a client can log one line that tells an operator which check failed and why.
+One base, :class:`VerifierError`. Every failure the protocol core can detect raises a subclass of
+:class:`VerificationError`; nothing else escapes a decoder or a verification function. The client's
+I/O raises :class:`FetchError`, and a log with nothing in it yet is :class:`EmptyLogError`. Each
+message names what was expected and what was found, so a client can log one line that tells an
+operator which check failed and why.
 
 The classes mirror the numbered verification steps in ``bundles/FORMAT.md``.
 """
@@ -10,8 +12,12 @@ The classes mirror the numbered verification steps in ``bundles/FORMAT.md``.
 from __future__ import annotations
 
 
-class VerificationError(Exception):
-    """Base class: something did not verify. Never caught-and-ignored by the library itself."""
+class VerifierError(Exception):
+    """Base of every error of the verifier package (verification failures and the client's I/O)."""
+
+
+class VerificationError(VerifierError):
+    """Something did not verify. Never caught-and-ignored by the library itself."""
 
 
 class FormatError(VerificationError):
@@ -43,7 +49,15 @@ class RollbackError(VerificationError):
 
 
 class ChainError(VerificationError):
-    """The ``previous`` hash chain of keysets is broken, or an epoch gap cannot be bridged."""
+    """The ``previous`` hash chain of keysets is broken, or an epoch gap cannot be bridged.
+
+    ``rule`` names the next-epoch rule broken (``verifier.keyset.check_next_epoch``): ``"epoch"``,
+    ``"previous"`` or ``"issued_at"``; ``None`` for other chain failures.
+    """
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 class ExpiredError(VerificationError):
@@ -66,7 +80,18 @@ class TrustRootError(VerificationError):
     """A trust root is malformed, expired, or a rotation is not properly authorised."""
 
 
+class FetchError(VerifierError):
+    """The log or a mirror could not be read (unreachable, deadline, refused redirect, HTTP error)."""
+
+
+class EmptyLogError(VerifierError):
+    """The log holds no bundle yet: there is nothing to verify (not a verification failure)."""
+
+
 __all__ = [
+    "EmptyLogError",
+    "FetchError",
+    "VerifierError",
     "VerificationError",
     "FormatError",
     "SizeLimitError",

@@ -31,7 +31,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
@@ -42,8 +42,10 @@ from .note import b64decode_strict
 #: Base64 of the keyset must fit, with the statement and signatures, in one 65,535-byte log entry.
 MAX_KEYSET_SIZE = 40 * 1024
 MAX_FLEETS = 160
+#: Largest epoch (a signed 64-bit integer: SQLite and PostgreSQL store it as one).
 MAX_EPOCH = (1 << 63) - 1
-GENESIS_PREVIOUS = "0" * 64
+#: ``previous`` of epoch 1: 32 zero bytes (64 zeros in the keyset's hex).
+GENESIS_PREVIOUS = bytes(32)
 ALGORITHMS = ("x25519", "ed25519", "p256")
 STATUSES = ("active", "retired", "revoked")
 _TIME_RE = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z\Z", re.ASCII)
@@ -196,9 +198,9 @@ def parse_keyset(data: bytes) -> Keyset:
     previous = obj["previous"]
     if not isinstance(previous, str) or not _HEX64_RE.match(previous):
         raise FormatError("keyset.previous: expected 64 lower-case hex digits")
-    if epoch == 1 and previous != GENESIS_PREVIOUS:
+    if epoch == 1 and previous != GENESIS_PREVIOUS.hex():
         raise ChainError("keyset.previous: epoch 1 must have previous = 64 zeros")
-    if epoch > 1 and previous == GENESIS_PREVIOUS:
+    if epoch > 1 and previous == GENESIS_PREVIOUS.hex():
         raise ChainError(f"keyset.previous: epoch {epoch} must name the digest of epoch {epoch - 1}")
     issued_at = parse_time(obj["issued_at"], "keyset.issued_at")
     expires_at = parse_time(obj["expires_at"], "keyset.expires_at")
@@ -248,11 +250,55 @@ def canonicalize_keyset(data: bytes) -> bytes:
     return canonical
 
 
-def check_chain(previous_keyset_digest: bytes, keyset: Keyset) -> None:
-    """Raise :class:`ChainError` unless ``keyset.previous`` names ``previous_keyset_digest``."""
-    if keyset.previous != previous_keyset_digest:
-        raise ChainError(f"keyset epoch {keyset.epoch}: previous = {keyset.previous.hex()} but epoch "
-                         f"{keyset.epoch - 1} has digest {previous_keyset_digest.hex()} (forked history)")
+class ChainLink(Protocol):
+    """What the next-epoch rule needs of the last accepted epoch (a :class:`Keyset`, a log's or a
+    signer's record of it). ``issued_at`` is ``None`` where it is not known (a digest-only signature)."""
+
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def digest(self) -> bytes: ...
+    @property
+    def issued_at(self) -> int | None: ...
+
+
+class ChainStep(Protocol):
+    """What the next-epoch rule needs of the candidate (a :class:`Keyset` or a signing request);
+    ``previous`` and ``issued_at`` are ``None`` where they are not known (a digest-only request)."""
+
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def previous(self) -> bytes | None: ...
+    @property
+    def issued_at(self) -> int | None: ...
+
+
+def check_next_epoch(last: ChainLink | None, new: ChainStep) -> None:
+    """The next-epoch rule (FORMAT.md §3.1), the one implementation every checker uses.
+
+    ``last`` is the last accepted epoch (``None`` before epoch 1). The candidate must be epoch
+    ``last.epoch + 1`` (1 first), its ``previous`` must be ``last.digest`` (:data:`GENESIS_PREVIOUS`
+    for epoch 1) and its ``issued_at`` must not be earlier than ``last.issued_at``. A ``None`` field
+    is not checked (a digest-only signing request carries neither). Raises
+    :class:`~verifier.errors.ChainError` whose ``rule`` names the rule broken.
+    """
+    expected = 1 if last is None else last.epoch + 1
+    if new.epoch != expected:
+        if last is not None and new.epoch > expected:
+            raise ChainError(f"epoch {new.epoch} skips epochs {expected}..{new.epoch - 1}: verify them in order so the "
+                             "previous-hash chain is checked", "epoch")
+        detail = "the first epoch is 1" if last is None else f"epoch {last.epoch} is the last one"
+        raise ChainError(f"epoch {new.epoch} is not the next epoch {expected} ({detail})", "epoch")
+    if new.previous is not None:
+        want = GENESIS_PREVIOUS if last is None else last.digest
+        if new.previous != want:
+            raise ChainError(f"keyset epoch {new.epoch}: previous = {new.previous.hex()} but epoch "
+                                             f"{new.epoch - 1} has digest {want.hex()} (forked history)", "previous")
+    if new.issued_at is not None and last is not None and last.issued_at is not None and new.issued_at < last.issued_at:
+        raise ChainError(f"keyset epoch {new.epoch} has issued_at {format_time(new.issued_at)}, "
+                                          f"earlier than epoch {last.epoch}'s {format_time(last.issued_at)}: "
+                                          "issued_at never goes backwards", "issued_at")
 
 
 __all__ = [
@@ -262,7 +308,10 @@ __all__ = [
     "Keyset",
     "STATUSES",
     "canonicalize_keyset",
-    "check_chain",
+    "ChainLink",
+    "ChainStep",
+    "MAX_EPOCH",
+    "check_next_epoch",
     "check_fleet_key",
     "encode_keyset",
     "format_time",

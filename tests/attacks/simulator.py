@@ -6,8 +6,10 @@ distributor serves from them: the C2SP checkpoint signed by the log key with the
 cosignature at :attr:`Simulator.freshness_time` (and a witness cosignature when a :class:`Witness`
 agrees to give one), ``c2sp.org/tlog-proof@v1`` inclusion proofs and RFC 9162 consistency proofs.
 
-It serves the distributor's read API to :class:`verifier.client.Client` through a
-:class:`requests.adapters.BaseAdapter` mounted on a :class:`requests.Session` (no sockets)::
+It serves the distributor's read API to :class:`verifier.client.Client` through an injected
+:data:`verifier.http.Transport` (:meth:`Simulator.transport`: no sockets, but the client's own
+retry, redirect, cap and sanitising rules all apply), and to tests that want raw answers through a
+:class:`requests.adapters.BaseAdapter` mounted on a :class:`requests.Session`::
 
     GET /checkpoint                                   text/plain signed checkpoint
     GET /api/v1/bundles/latest, /api/v1/bundles/<e>   {"bundle", "epoch", "index", "proof"} or 404
@@ -18,7 +20,7 @@ Attack hooks (all plain attributes or small methods, so a test reads like the at
 
 * :attr:`view_size` serves the tree head of only the first N entries (a log that went backwards);
 * :meth:`override` answers one path with a fixed :class:`SimResponse` (any status, body, headers,
-  an endless generator body) or raises an exception (a stall: ``requests.ReadTimeout``);
+  an endless generator body) or raises an exception (a stall: any exception becomes a FetchError);
 * :meth:`tamper` rewrites the body bytes of every response to one path;
 * :meth:`split_view` answers one named client from another simulator (a forked log);
 * :meth:`after` runs a callback once a response to a path is built (the log moves on mid-refresh);
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +48,8 @@ from verifier.bundle import parse_bundle
 from verifier.checkpoint import Checkpoint, sign_checkpoint
 from verifier.client import Client
 from verifier.cosignature import add_cosignatures
-from verifier.errors import ProofError
+from verifier.errors import FetchError, ProofError
+from verifier.http import HttpClient, HttpResponse, Transport, read_body
 from verifier.keyset import GENESIS_PREVIOUS, parse_keyset
 from verifier.merkle import consistency_proof, inclusion_proof, leaf_hash, leaves_reader, root, verify_consistency
 from verifier.tlogproof import TlogProof
@@ -184,7 +188,7 @@ class Simulator:
         if fleets is None:
             fleets = [fleet(f"fleet-{i}") for i in range(1, epoch + 1)]
         if previous is None:
-            previous = self.keyset_digests.get(epoch - 1, bytes.fromhex(GENESIS_PREVIOUS))
+            previous = self.keyset_digests.get(epoch - 1, GENESIS_PREVIOUS)
         return self.world.keyset(epoch, fleets, previous=previous, expires_at=expires_at)
 
     def add_epoch(self, fleets=None, *, anchor=None, countersigner=None, expires_at: int | None = None) -> bytes:
@@ -314,12 +318,35 @@ class Simulator:
         session.mount(BASE_URL, SimulatorAdapter(self, client_name))
         return session
 
+    def transport(self, client_name: str = "client") -> Transport:
+        """A :data:`verifier.http.Transport` answering from this simulator as ``client_name``: an
+        exception raised while answering (an outage, a stall) is the transport's FetchError; the
+        byte cap and the attempt's deadline are applied by the same
+        :func:`verifier.http.read_body` the socket transport uses."""
+
+        def send(method: str, url: str, limit: int, body: bytes | None, headers, timeout: float) -> HttpResponse:  # noqa: ARG001
+            parts = urlsplit(url)
+            try:
+                answer = self.handle(client_name, parts.path + (f"?{parts.query}" if parts.query else ""))
+            except Exception as exc:  # noqa: BLE001 - a simulated network failure
+                raise FetchError(f"{type(exc).__name__}: {exc}") from None
+            stream = _StreamBody([answer.body] if isinstance(answer.body, bytes | bytearray) else answer.body)
+            self.responses.append(stream)
+            headers = {k.lower(): v for k, v in answer.headers.items()}
+            data = read_body(url, answer.status, headers.get("content-length"), stream.read1, limit,
+                             time.monotonic() + timeout)
+            return HttpResponse(answer.status, headers, data, url)
+
+        return send
+
     def client(self, state_dir: str | Path, *, trust_root: bytes | None = None, now: int = T0 + 60,
                name: str = "client", retries: int = 1) -> Client:
         """A :class:`Client` on this simulator, bootstrap root = the world's v1 root, clock fixed at ``now``
         (tests move it through ``client.clock = lambda: t``)."""
+        http = HttpClient(timeout=1.0, retries=retries, backoff=0.0, allowed_origins=[BASE_URL],
+                          transport=self.transport(name))
         return Client(BASE_URL, trust_root if trust_root is not None else self.world.trust_root_bytes(), state_dir,
-                      session=self.session(name), timeout=1.0, retries=retries, backoff=0.0, clock=lambda: now)
+                      http=http, clock=lambda: now)
 
 
 class SimulatorAdapter(BaseAdapter):

@@ -93,8 +93,8 @@ def test_slow_drip_response_is_cut_off_by_deadline(sim: Simulator, behind: Clien
             time.sleep(0.005)
             yield b" "
 
-    behind.timeout = 0.1
-    behind.retries = 0
+    behind.http.timeout = 0.1
+    behind.http.retries = 0
     saved = disk(behind)
     sim.override("/api/v1/bundles/latest", SimResponse(200, drip()))
     started = time.monotonic()

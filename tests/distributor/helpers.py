@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +21,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.factory import World, seed
-from tests.service_process import REPO, ServiceProcess, free_port
+from tests.service_process import REPO, ServiceProcess, free_port, wait_for
 from verifier.bundle import verify_bundle
 from verifier.checkpoint import open_checkpoint
 from verifier.cosignature import verify_cosignatures
-from verifier.keyset import GENESIS_PREVIOUS, check_chain
+from verifier.keyset import check_next_epoch
 from verifier.merkle import HASH_SIZE, leaf_hash, leaves_reader, tree_root
 from verifier.tiles import TILE_WIDTH, TileRef, decode_entry_bundle, entries_path, tile_node_reader, tiles_for_size
 from verifier.trustroot import verify_rotation
@@ -138,14 +137,14 @@ def verify_read_path(base: str, world: World, *, now: int | None = None) -> Read
         hashes = get(TileRef(0, n, width).path)
         assert b"".join(leaf_hash(e) for e in bundle_entries) == hashes, f"entry bundle {n} does not match tile 0/{n}"
         entries += bundle_entries
-    epochs, digest = [], bytes.fromhex(GENESIS_PREVIOUS)
+    epochs, last = [], None
     for e in entries:
         if json.loads(e)["format"] == "fleetkeys/trust-root/v1":
             root = verify_rotation(root, e)
             continue
         vb = verify_bundle(e, root)
-        check_chain(digest, vb.keyset)
-        digest = vb.keyset.digest
+        check_next_epoch(last, vb.keyset)
+        last = vb.keyset
         epochs.append(vb.keyset.epoch)
     assert epochs == list(range(1, len(epochs) + 1))
     return ReadPathView(cp.size, cp.root, tuple(entries), tuple(epochs), root.version)
@@ -160,15 +159,6 @@ def expected_tiles(leaves: list[bytes]) -> dict[str, bytes]:
         out[ref.path] = b"".join(node(8 * ref.level, ref.index * TILE_WIDTH + i) for i in range(ref.width))
         assert len(out[ref.path]) == ref.width * HASH_SIZE
     return out
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 NGINX = "/usr/sbin/nginx"

@@ -19,7 +19,7 @@ def make_keyset(namespace: str, epoch: int, previous: bytes | None = None, *, fl
     items = [Fleet(f"fleet-{i}", "x25519", fleet_key(f"{label}{i}"), now - DAY, now + 365 * DAY, "active")
              for i in range(1, fleets + 1)]
     return encode_keyset(epoch=epoch, namespace=namespace, issued_at=now - 60, expires_at=now + 30 * DAY,
-                         previous=previous if previous is not None else bytes.fromhex(GENESIS_PREVIOUS),
+                         previous=previous if previous is not None else GENESIS_PREVIOUS,
                          fleets=items)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from signer.app import STATUS_OF_CODE
 from signer.rules import (
-    GENESIS_PREVIOUS,
     MODE_DIGEST,
     MODE_KEYSET,
     STATUS_DISABLED,
@@ -18,6 +18,7 @@ from signer.rules import (
     check_request,
     next_timestamp,
 )
+from verifier.keyset import GENESIS_PREVIOUS
 
 NS = Namespace("ns", 1, STATUS_ONLINE, None, 0, MODE_DIGEST)  # digest-only requests allowed
 KNS = Namespace("ns", 1, STATUS_ONLINE, None, 0, MODE_KEYSET)
@@ -36,12 +37,12 @@ def refusal(req: SignRequest, ns=NS, last=None, at=None, digest_epoch=None) -> R
 
 def test_unknown_namespace_is_404_and_not_recorded():
     r = refusal(SignRequest("nope", 1, D1), ns=None)
-    assert (r.status, r.code, r.record) == (404, "unknown-namespace", False)
+    assert (STATUS_OF_CODE.get(r.code, 400), r.code, r.record) == (404, "unknown-namespace", False)
 
 
 def test_first_epoch_must_be_1():
     r = refusal(SignRequest("ns", 2, D1))
-    assert (r.status, r.code, r.record) == (409, "wrong-epoch", True)
+    assert (STATUS_OF_CODE.get(r.code, 400), r.code, r.record) == (409, "wrong-epoch", True)
     assert "first epoch is 1" in r.reason
     assert check_request(SignRequest("ns", 1, D1), NS, None, None, None) is None
 
@@ -53,7 +54,7 @@ def test_epoch_gap_refused():
 
 def test_equivocation_second_digest_for_signed_epoch_refused():
     r = refusal(SignRequest("ns", 1, D2), last=entry(1, D1), at=entry(1, D1))
-    assert (r.status, r.code, r.record) == (409, "equivocation", True)
+    assert (STATUS_OF_CODE.get(r.code, 400), r.code, r.record) == (409, "equivocation", True)
     assert D1.hex() in r.reason and D2.hex() in r.reason
 
 
@@ -71,7 +72,7 @@ def test_repeat_still_answered_after_namespace_disabled():
 @pytest.mark.parametrize("status", [STATUS_DISABLED, STATUS_INITIALIZATION])
 def test_namespace_not_online_refused(status):
     r = refusal(SignRequest("ns", 1, D1), ns=Namespace("ns", 1, status, None, 0, MODE_DIGEST))
-    assert (r.status, r.code, r.record) == (409, "namespace-not-online", True)
+    assert (STATUS_OF_CODE.get(r.code, 400), r.code, r.record) == (409, "namespace-not-online", True)
 
 
 def test_digest_replay_at_a_later_epoch_refused():
@@ -94,7 +95,7 @@ def test_genesis_previous_must_be_zeros():
 def test_digest_only_request_on_a_keyset_namespace_refused():
     """The chain bypass: a bare digest would skip the previous and keyset checks of the keyset path."""
     r = refusal(SignRequest("ns", 2, D2), ns=KNS, last=entry(1, D1))
-    assert (r.status, r.code, r.record) == (409, "keyset-required", True)
+    assert (STATUS_OF_CODE.get(r.code, 400), r.code, r.record) == (409, "keyset-required", True)
     stored = entry(1, D1)
     assert refusal(SignRequest("ns", 1, D1), ns=KNS, last=stored, at=stored, digest_epoch=1).code == "keyset-required"
     assert check_request(SignRequest("ns", 2, D2, previous=D1), KNS, entry(1, D1), None, None) is None
@@ -107,7 +108,7 @@ def test_namespace_without_a_mode_is_a_keyset_namespace():
 def test_issued_at_going_backwards_refused():
     last = SignedEntry("ns", 1, D1, GENESIS_PREVIOUS, 1, 1, b"st", bytes(64), bytes(32), issued_at=2000)
     r = refusal(SignRequest("ns", 2, D2, previous=D1, issued_at=1999), ns=KNS, last=last)
-    assert (r.status, r.code, r.record) == (409, "issued-at-regressed", True)
+    assert (STATUS_OF_CODE.get(r.code, 400), r.code, r.record) == (409, "issued-at-regressed", True)
     assert "1970-01-01T00:33:19Z" in r.reason and "1970-01-01T00:33:20Z" in r.reason
     assert check_request(SignRequest("ns", 2, D2, previous=D1, issued_at=2000), KNS, last, None, None) is None
     # Unknown issued_at of the last epoch (a digest-only or pre-migration signature): nothing to compare.
