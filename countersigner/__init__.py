@@ -1,4 +1,4 @@
-"""The operator's countersigner and publish pipeline (DESIGN.md §2, §4).
+"""The operator's countersigner and publish pipeline (docs/DESIGN.md §2, §4).
 
 :mod:`countersigner.countersign` checks the anchor signature over exactly the requested statement and
 only then countersigns (``countersign``, ``build_bundle``, typed ``CountersignRefused`` errors);

@@ -1,4 +1,4 @@
-"""The operator's countersignature (DESIGN.md §4): check the anchor's signature, then vouch for it.
+"""The operator's countersignature (docs/DESIGN.md §4): check the anchor's signature, then vouch for it.
 
 The countersigner asked the anchor signer for one exact statement: namespace, epoch, the digest of the
 keyset it means to publish and (inside that keyset) the ``previous`` digest. :func:`countersign`

@@ -1,6 +1,6 @@
 """Ed25519 signing-key backends: key files, PKCS#11 tokens (HSMs) and in-memory test keys.
 
-Every private key fleetkeys uses (anchor, countersigner, log, witness, DESIGN.md §3) is an Ed25519
+Every private key fleetkeys uses (anchor, countersigner, log, witness, docs/DESIGN.md §3) is an Ed25519
 key held behind the :class:`Signer` protocol: a raw 32-byte ``public_key`` and a ``sign(message)``
 that returns a 64-byte pure Ed25519 signature (RFC 8032, no prehash, no context) over exactly the
 bytes given. Which key a service uses is configured as a *key reference* string, resolved by

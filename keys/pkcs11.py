@@ -36,7 +36,7 @@ _ED25519_EC_PARAMS_OID = bytes.fromhex("06032b6570")
 _ED25519_EC_PARAMS_NAME = b"\x13\x0cedwards25519"
 _ED25519_EC_PARAMS = (_ED25519_EC_PARAMS_OID, _ED25519_EC_PARAMS_NAME)
 # Prefix of a load-time probe message. It contains a NUL byte and is followed by 32 random bytes, so
-# it can never be a statement, countersignature input, checkpoint or signed-note text (DESIGN.md §3
+# it can never be a statement, countersignature input, checkpoint or signed-note text (docs/DESIGN.md §3
 # "one key, one purpose"); the probe signature is verified and discarded, never published.
 _PROBE_PREFIX = b"fleetkeys/keys/self-test/v1\x00"
 

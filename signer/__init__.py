@@ -1,4 +1,4 @@
-"""The anchor signer: the independent third party's signing service (DESIGN.md §2, §4).
+"""The anchor signer: the independent third party's signing service (docs/DESIGN.md §2, §4).
 
 It signs a Plexi ``SignatureMessage`` for epoch N of a namespace only once, never two digests for one
 epoch, and records every signature and refusal in an append-only, fsync'd journal before answering.

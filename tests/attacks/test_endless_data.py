@@ -1,4 +1,4 @@
-"""Endless-data attacks: responses that never end, or lie about their size, or drip (DESIGN.md §6 byte
+"""Endless-data attacks: responses that never end, or lie about their size, or drip (docs/DESIGN.md §6 byte
 limits). The client must cut every response off at its cap and never hold on to more than that."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Freeze attacks: keeping a client on old data (DESIGN.md §5 freshness, §6 expiry), and the offline
+"""Freeze attacks: keeping a client on old data (docs/DESIGN.md §5 freshness, §6 expiry), and the offline
 mode that must never outlive the keyset's expiry."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Attacks on the log (DESIGN.md §5, §7): mix-and-match across logs, proofs for other entries, a log
+"""Attacks on the log (docs/DESIGN.md §5, §7): mix-and-match across logs, proofs for other entries, a log
 that goes backwards, and forks shown to different clients (split view)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Malformed and non-canonical encodings (DESIGN.md §4: one valid encoding per value).
+"""Malformed and non-canonical encodings (docs/DESIGN.md §4: one valid encoding per value).
 
 A second encoding of the same value is how parser-differential attacks start (two implementations
 reading different things from one signed blob, or a log holding two leaves for one bundle). Each

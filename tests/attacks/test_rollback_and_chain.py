@@ -1,4 +1,4 @@
-"""Rollback, equivocation and fast-forward attacks on the epoch sequence (DESIGN.md §4 ``previous``, §6).
+"""Rollback, equivocation and fast-forward attacks on the epoch sequence (docs/DESIGN.md §4 ``previous``, §6).
 
 Every bundle served here is genuinely signed by the anchor and the operator and included in a fresh,
 validly signed checkpoint: only the *order* of history is attacked.

@@ -1,4 +1,4 @@
-"""Attacks on trust-root rotation (DESIGN.md §4 "Rotation"): root N+1 must be exactly the next version,
+"""Attacks on trust-root rotation (docs/DESIGN.md §4 "Rotation"): root N+1 must be exactly the next version,
 keep the namespace, and be signed by a threshold of root N's anchors and countersigners *and* of its own.
 """
 
