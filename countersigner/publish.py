@@ -110,7 +110,9 @@ def _request(http: HttpClient, method: str, url: str, what: str, *, retry: bool 
     idempotent ones); ``(status, body)``, or :class:`PublishError` naming ``what`` could not be reached."""
     try:
         resp = http.request(method, url, limit=MAX_RESPONSE, body=data, headers=headers, retry=retry)
-    except (FetchError, SizeLimitError) as exc:
+    except FetchError as exc:
+        raise PublishError(f"{what} unreachable: {exc}") from None
+    except SizeLimitError as exc:
         raise PublishError(f"{what}: {exc}") from None
     return resp.status, resp.body
 

@@ -17,6 +17,21 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 
 
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; :class:`AssertionError` naming ``what`` after ``timeout`` seconds.
+
+    For anything another process or thread does in its own time (a worker booting, a log line, an
+    export catching up): assert it once it has had a generous deadline to happen, never right away.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

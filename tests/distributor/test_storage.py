@@ -111,7 +111,7 @@ def test_write_transactions_exclude_each_other_across_connections(db):
 
     t = threading.Thread(target=hold)
     t.start()
-    inside.wait(5)
+    assert inside.wait(60), "the first writer never entered its transaction"
     with second.write() as tx:
         order.append("second in")
         assert tx.head().size == 1, "the second writer must see the first writer's commit"

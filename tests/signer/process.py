@@ -1,6 +1,6 @@
 """A real anchor-signer process for tests: ``python -m signer serve`` on a free port, under gunicorn.
 
-Also shared by ``tests/publish``. The process runs in its own session (process group), so
+Also shared by ``tests/countersigner``. The process runs in its own session (process group), so
 :meth:`SignerProcess.kill` can SIGKILL the gunicorn master and its workers together, by that id.
 """
 

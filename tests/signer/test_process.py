@@ -10,6 +10,7 @@ import requests
 
 from signer.journal import Journal
 from tests.factory import SeedSigner, seed
+from tests.service_process import wait_for
 from tests.signer.conftest import NS
 from tests.signer.keysets import chain
 from tests.signer.process import SignerProcess, prepare_data_dir
@@ -105,6 +106,9 @@ def test_crash_environment_variable_arms_nothing_in_the_production_entry_point(d
 def test_two_workers_racing_two_digests_for_one_epoch_sign_exactly_one(data_dir):
     tokens = prepare_data_dir(data_dir, (NS,), mode="digest")
     with SignerProcess(data_dir, workers=2) as proc:
+        # The server is ready as soon as one worker answers; each worker logs its boot in its own time.
+        # Wait for the second (a generous deadline, not an assumption) so the races are between two workers.
+        wait_for(lambda: proc.log().count("Booting worker") >= 2, 60, "both signer workers to log their boot")
         for epoch in range(1, 9):
             barrier = threading.Barrier(2)
             statuses: list[int] = []
@@ -121,7 +125,8 @@ def test_two_workers_racing_two_digests_for_one_epoch_sign_exactly_one(data_dir)
             for t in threads:
                 t.join()
             assert sorted(statuses) == [200, 409], (epoch, statuses)
-        assert "Booting worker" in proc.log() and proc.log().count("Booting worker") == 2
+        # No worker died and was replaced during the races: still exactly the two boots.
+        assert proc.log().count("Booting worker") == 2, proc.log()
     journal = Journal(data_dir / "journal.sqlite")
     assert [journal.entry(NS, e) is not None for e in range(1, 10)] == [True] * 8 + [False]
 

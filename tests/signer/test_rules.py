@@ -49,7 +49,7 @@ def test_first_epoch_must_be_1():
 
 def test_epoch_gap_refused():
     r = refusal(SignRequest("ns", 3, D3), last=entry(1, D1))
-    assert r.code == "wrong-epoch" and "next epoch 2" in r.reason
+    assert r.code == "wrong-epoch" and "epoch 3 skips epochs 2..2" in r.reason
 
 
 def test_equivocation_second_digest_for_signed_epoch_refused():
