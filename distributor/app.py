@@ -3,10 +3,13 @@
 Endpoints (DESIGN.md §5; every error is JSON ``{"error": "<reason>"}``):
 
 ``GET /checkpoint``
-    The latest checkpoint (text/plain): log signature + freshness cosignature.
+    The served checkpoint (``text/plain; charset=utf-8``): log signature + freshness cosignature, one
+    object for every worker and replica, kept in the database (:mod:`distributor.freshness`).
 ``GET /tile/<L>/<N>[.p/<W>]``, ``GET /tile/entries/<N>[.p/<W>]``
-    C2SP hash tiles and entry bundles. Full tiles ``Cache-Control: public, max-age=31536000,
-    immutable``; partial tiles and the checkpoint short-lived. ETag; ``If-None-Match`` gives 304.
+    C2SP hash tiles and entry bundles (``application/octet-stream``), full or partial.
+``GET /entry/<N>``
+    The exact bytes of entry ``N`` (``application/octet-stream``; ``<N>`` encoded like a tile index;
+    bundles/FORMAT.md "Per-entry objects"); 404 at or beyond the current size.
 ``POST /api/v1/bundles`` (``Authorization: Bearer <token>``, body = bundle bytes, at most 1 MiB)
     201 ``{"index", "epoch", "checkpoint", "proof"}`` for a new entry, 200 (same shape) for an
     identical re-publish; 400 malformed or does not verify; 401 missing/bad token; 409 rule break
@@ -27,6 +30,23 @@ Endpoints (DESIGN.md §5; every error is JSON ``{"error": "<reason>"}``):
     ``{"origin", "log_vkey", "freshness_vkey", "size", "trust_root", "trust_root_version"}``.
 ``GET /``
     The audit web page (:mod:`distributor.web`), verifying the log in the browser.
+
+Caching (what a CDN in front may do). Every successful response carries a strong ``ETag`` (SHA-256
+of the body, truncated to 128 bits) and answers ``If-None-Match`` with 304; ``Cache-Control``:
+
+* ``public, max-age=31536000, immutable`` (:data:`CACHE_IMMUTABLE`): every ``/tile/...`` response,
+  full or partial (a partial tile's URL names its width, so its bytes never change), every
+  ``/entry/<N>``, a consistency proof between two explicit sizes (``from`` and ``to``: an append-only
+  log's proof between two sizes is fixed), and an epochs page whose content is complete and fixed
+  (``before`` given and every epoch below it logged: epochs are contiguous from 1 and never change);
+* ``public, max-age=5`` (:data:`CACHE_CHECKPOINT`): ``/checkpoint``, the one mutable read (C2SP
+  tlog-tiles: no caching beyond a few seconds; short against the freshness interval, 60 s);
+* ``no-cache`` (:data:`CACHE_API`, store but revalidate: the ETag makes that a 304): everything else,
+  i.e. ``/api/v1/info``, ``/api/v1/bundles/latest``, ``/api/v1/bundles/<epoch>`` and
+  ``/api/v1/trust-roots/<version>`` (the entry never changes, but its proof is to the current
+  checkpoint, which does), a consistency proof to the current size, other epochs pages, publish
+  answers and ``/``;
+* ``no-store``: every error (a missing tile or entry exists later; a refusal is not content).
 """
 
 from __future__ import annotations
@@ -44,7 +64,7 @@ from werkzeug.exceptions import HTTPException
 from verifier.checkpoint import parse_decimal
 from verifier.errors import VerificationError
 from verifier.note import NoteSigner
-from verifier.tiles import TILE_WIDTH, parse_tile_path
+from verifier.tiles import parse_tile_path
 from verifier.trustroot import load_trust_root
 
 from .config import Config
@@ -56,7 +76,7 @@ from .errors import (
     NotFound,
     RuleViolation,
 )
-from .export import BackgroundWriter, Refresher, StaticWriter
+from .export import BackgroundWriter, Refresher, StaticWriter, parse_entry_path
 from .freshness import Freshness
 from .log import Log, Published, epoch_json
 from .storage import Storage, open_storage
@@ -65,9 +85,9 @@ from .web import web_bp
 log = logging.getLogger("fleetkeys.distributor")
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
-CACHE_PARTIAL = "public, max-age=10"
 CACHE_CHECKPOINT = "public, max-age=5"
 CACHE_API = "no-cache"
+CACHE_ERROR = "no-store"
 MAX_EPOCHS_PAGE = 100
 DEFAULT_EPOCHS_PAGE = 20
 _EXTENSION = "fleetkeys.distributor"
@@ -150,10 +170,16 @@ def service() -> Service:
     return current_app.extensions[_EXTENSION]
 
 
+def _etag(resp: Response) -> None:
+    """A strong ETag over the exact body."""
+    resp.set_etag(hashlib.sha256(resp.get_data()).hexdigest()[:32])
+
+
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     resp = jsonify({"error": message})
     resp.status_code = status
-    resp.headers["Cache-Control"] = "no-store"  # never cache a missing tile or a refusal
+    resp.headers["Cache-Control"] = CACHE_ERROR  # never cache a missing tile or a refusal
+    _etag(resp)  # never made conditional: an error is never answered with 304
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
@@ -209,18 +235,21 @@ def _path_int(value: str, what: str) -> int:
         raise _bad_request(str(exc)) from exc
 
 
-def _cached(data: bytes, mimetype: str, cache_control: str) -> Response:
-    resp = Response(data, mimetype=mimetype)
+def _conditional(resp: Response, cache_control: str) -> Response:
+    """Cache-Control, a strong ETag over the body, and 304 for a matching ``If-None-Match`` (GET/HEAD)."""
     resp.headers["Cache-Control"] = cache_control
-    resp.set_etag(hashlib.sha256(data).hexdigest()[:32])
+    _etag(resp)
     return resp.make_conditional(request)
 
 
-def _api(payload: dict[str, Any], status: int = 200) -> Response:
+def _cached(data: bytes, mimetype: str, cache_control: str) -> Response:
+    return _conditional(Response(data, mimetype=mimetype), cache_control)
+
+
+def _api(payload: dict[str, Any], status: int = 200, cache_control: str = CACHE_API) -> Response:
     resp = jsonify(payload)
     resp.status_code = status
-    resp.headers["Cache-Control"] = CACHE_API
-    return resp
+    return _conditional(resp, cache_control)
 
 
 # -- tiles and checkpoint -------------------------------------------------------------------------
@@ -241,7 +270,19 @@ def tile(rest: str) -> Response:
     data = service().log.tile(ref)
     if data is None:
         return _error(404, f"{ref.path} does not exist at the current tree size")
-    return _cached(data, "application/octet-stream", CACHE_IMMUTABLE if ref.width == TILE_WIDTH else CACHE_PARTIAL)
+    return _cached(data, "application/octet-stream", CACHE_IMMUTABLE)  # full or partial: never changes
+
+
+@tiles_bp.get("/entry/<path:rest>")
+def entry(rest: str) -> Response:
+    try:
+        index = parse_entry_path("entry/" + rest)
+    except ValueError as exc:
+        return _error(404, f"not an entry object: {exc}")
+    data = service().log.entry(index)
+    if data is None:
+        return _error(404, f"entry {index} does not exist at the current tree size")
+    return _cached(data, "application/octet-stream", CACHE_IMMUTABLE)
 
 
 # -- read API --------------------------------------------------------------------------------------
@@ -285,7 +326,9 @@ def consistency() -> Response:
         to, proof = service().log.consistency(first, second)
     except InvalidEntry as exc:
         raise _bad_request(str(exc)) from exc
-    return _api({"from": first, "to": to, "proof": [base64.b64encode(h).decode() for h in proof]})
+    # Between two explicit sizes the proof never changes; to the current size it follows the log.
+    return _api({"from": first, "to": to, "proof": [base64.b64encode(h).decode() for h in proof]},
+                cache_control=CACHE_API if second is None else CACHE_IMMUTABLE)
 
 
 @read_bp.get("/api/v1/epochs")
@@ -296,7 +339,11 @@ def epochs() -> Response:
     if not 1 <= limit <= MAX_EPOCHS_PAGE:
         raise _bad_request(f"limit must be 1..{MAX_EPOCHS_PAGE}, got {limit}")
     rows, next_before = service().log.epochs(before, limit)
-    return _api({"epochs": [epoch_json(r) for r in rows], "next_before": next_before})
+    # Epochs are logged contiguously from 1 and never change: a page below ``before`` is fixed once
+    # epoch before - 1 is logged (or when there can be none below it).
+    fixed = before is not None and (before <= 1 or (bool(rows) and rows[0].epoch == before - 1))
+    return _api({"epochs": [epoch_json(r) for r in rows], "next_before": next_before},
+                cache_control=CACHE_IMMUTABLE if fixed else CACHE_API)
 
 
 # -- publish API ------------------------------------------------------------------------------------

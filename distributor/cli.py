@@ -10,8 +10,11 @@
 
 ``fleetkeys export --database URL --out DIR [--follow]``
     Writes the static C2SP files of a log (normally a PostgreSQL log served by several replicas) into
-    DIR, incrementally and idempotently; ``--follow`` keeps polling and renews the checkpoint's
-    freshness cosignature. Needs the log's freshness key (``--freshness-key`` or ``--data``).
+    DIR, incrementally and idempotently (entry objects ``entry/<N>`` included); ``--follow`` keeps
+    polling. Its checkpoint file is the database's served checkpoint, which it renews (in the
+    database, under the writer lock, like every replica) when it is older than the freshness
+    interval: so it needs the log's freshness key (``--freshness-key`` or ``--data``) and a database
+    user that may write the ``served_checkpoint`` table.
 """
 
 from __future__ import annotations

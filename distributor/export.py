@@ -1,26 +1,36 @@
-"""The static read path: the log's checkpoint, hash tiles and entry bundles as plain files.
+"""The static read path: the log's checkpoint, hash tiles, entry bundles and entries as plain files.
 
-Layout (exactly the C2SP tlog-tiles URL paths, so any static file server or CDN serves all reads)::
+Layout (the C2SP tlog-tiles URL paths, so any static file server or CDN serves all reads, plus one
+object per entry, bundles/FORMAT.md "Per-entry objects")::
 
-    <dir>/checkpoint                      latest checkpoint, log-signed + freshness cosignature
+    <dir>/checkpoint                      the served checkpoint (distributor.freshness): log-signed +
+                                          freshness cosignature, the very bytes the API serves
     <dir>/tile/<L>/<N>[.p/<W>]            hash tiles
     <dir>/tile/entries/<N>[.p/<W>]        entry bundles
+    <dir>/entry/<N>                       entry N's exact bytes, <N> encoded like a tile index
 
 Writing rules, which make the directory safe to serve at any instant and after any crash:
 
 * every file is written to a temporary name in its directory, fsync'd, then renamed over the final
   name (a reader sees the old file or the new one, never a torn one);
-* a full tile is written once and never changed; a partial tile ``.p/W`` is written for the width the
-  new checkpoint needs (older widths stay; their content is a prefix and still valid);
-* only committed data is exported (the writer runs after the database COMMIT), tiles before the
-  checkpoint: new files and the directories that gained entries are fsync'd before the checkpoint is
-  renamed into place, so the checkpoint never names a tile that is not durable;
+* every file but the checkpoint is immutable and written once: a full tile, a partial tile ``.p/W``
+  (written for the width a checkpoint needs; its URL names its width, so its content never changes,
+  and older widths stay), an entry object; one that already exists (from an interrupted earlier
+  export) is left as it is;
+* only committed data is exported (the writer runs after the database COMMIT), tiles and entries
+  before the checkpoint: new files and the directories that gained entries are fsync'd before the
+  checkpoint is renamed into place, so the checkpoint never names a file that is not durable;
 * the exported size is the size of ``<dir>/checkpoint``; export is incremental from that size and
   idempotent (run it again and nothing changes), and every writer (the serve process's writer, any
   number of ``fleetkeys export`` runs) takes an exclusive ``flock`` on ``<dir>/.lock`` first, so the
   checkpoint never moves backwards and never names tiles another writer has not written yet;
-* the checkpoint file is rewritten with a fresh freshness cosignature every ``interval`` seconds
-  even when nothing was appended (:meth:`StaticWriter.sync`, run periodically).
+* the checkpoint file is always the database's served checkpoint (``served_checkpoint`` row): a
+  sync (:meth:`StaticWriter.sync`, run periodically) renews that row when it is older than the
+  freshness interval, under the database's write lock like every worker and replica does, and
+  rewrites the file whenever the row differs from it; the file's own freshness time is passed as the
+  floor of a renewal, so the time in the file never goes backwards either;
+* a directory exported before entry objects existed gets them on its next sync (the newest one
+  missing means none were written).
 """
 
 from __future__ import annotations
@@ -38,33 +48,92 @@ from verifier.checkpoint import open_checkpoint, parse_checkpoint_body
 from verifier.errors import VerificationError
 from verifier.merkle import HASH_SIZE
 from verifier.note import NoteVerifier, parse_note
-from verifier.tiles import TILE_HEIGHT, TILE_WIDTH, entries_path, entry_bundle_prefix, tile_path
+from verifier.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    encode_index,
+    entries_path,
+    entry_bundle_prefix,
+    split_entry_bundle,
+    tile_path,
+)
 
 from .errors import ExportError, IntegrityError, TreeError
-from .freshness import Freshness
+from .freshness import Freshness, ServedCheckpoint
 from .log import Batch
-from .storage import Storage, Tx
+from .storage import Head, ServedRow, Storage, Tx
 from .tree import Edge, levels_for_size
 
 log = logging.getLogger("fleetkeys.distributor.export")
 
-#: Files written per fsync round when catching up from the database (bounds memory).
-_ROUND_FILES = 64
+#: Files written per fsync round (bounds memory and open descriptors).
+_ROUND_FILES = 256
+#: The longest entry object path accepted (like tile paths).
+_MAX_ENTRY_PATH = 200
+
+
+def entry_path(index: int) -> str:
+    """Path of the per-entry object of entry ``index``: ``entry/<N>``, ``<N>`` as a tile index."""
+    return "entry/" + encode_index(index)
+
+
+def parse_entry_path(path: str) -> int:
+    """The index named by an entry object path; :class:`ValueError` unless it is the canonical one."""
+    if len(path) > _MAX_ENTRY_PATH or not path.startswith("entry/"):
+        raise ValueError(f"not an entry path: {path[:80]!r}")
+    groups = path[len("entry/"):].split("/")
+    digits = []
+    for i, group in enumerate(groups):
+        last = i == len(groups) - 1
+        g = group if last else group[1:]
+        if (not last and not group.startswith("x")) or len(g) != 3 or not g.isascii() or not g.isdigit():
+            raise ValueError(f"entry path {path!r}: malformed index element {group!r}")
+        digits.append(g)
+    index = int("".join(digits))
+    if entry_path(index) != path:
+        raise ValueError(f"entry path {path!r} is not canonical (expected {entry_path(index)!r})")
+    return index
+
+
+def _batch_entries(batch: Batch) -> list[tuple[int, bytes]]:
+    """``(index, entry)`` of every entry the batch appended (read out of its entry bundles)."""
+    out = []
+    for bundle, data in sorted(batch.bundles.items()):
+        base = bundle * TILE_WIDTH
+        for i, entry in enumerate(split_entry_bundle(data)):
+            if batch.start <= base + i < batch.end:
+                out.append((base + i, entry))
+    return out
 
 
 class StaticWriter:
     """Writes the C2SP layout of one log into ``directory`` (see the module docstring).
 
-    ``log_key`` verifies every checkpoint before it is exported; ``freshness`` cosigns it.
+    ``log_key`` verifies every checkpoint before it is exported; ``freshness`` renews the database's
+    served checkpoint when it is due (:class:`~distributor.freshness.ServedCheckpoint`).
+
+    ``entry_objects=False`` writes no ``entry/<N>`` objects (a C2SP-only directory, which clients read
+    through the entry bundles). Each entry object is one more fsync'd file, so for bulk logs of many
+    small entries they, not the database, bound the export rate (a few thousand entries/s on one
+    disk, where tiles and bundles alone follow well over 50,000/s).
     """
 
-    def __init__(self, directory: str, *, log_key: NoteVerifier, freshness: Freshness) -> None:
+    def __init__(self, directory: str, *, log_key: NoteVerifier, freshness: Freshness,
+                 entry_objects: bool = True) -> None:
         self.directory = os.path.abspath(directory)
         self.log_key = log_key
         self.freshness = freshness
+        self.entry_objects = entry_objects
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._served: tuple[Storage, ServedCheckpoint] | None = None
         os.makedirs(self.directory, exist_ok=True)
+
+    def served(self, storage: Storage) -> ServedCheckpoint:
+        """The served checkpoint of the log in ``storage`` (one object per storage)."""
+        if self._served is None or self._served[0] is not storage:
+            self._served = (storage, ServedCheckpoint(storage, self.freshness))
+        return self._served[1]
 
     # -- locking and state ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -118,11 +187,14 @@ class StaticWriter:
             os.mkdir(path, 0o755)
         changed.add(os.path.dirname(path))
 
-    def _write_files(self, files: Sequence[tuple[str, bytes]], checkpoint: bytes | None = None) -> None:
+    def _write_files(self, files: Sequence[tuple[str, bytes]], checkpoint: bytes | None = None,
+                     durable: Sequence[str] = ()) -> None:
         """Write files (then, optionally, the checkpoint) with the crash-safe ordering of the module doc.
 
         1. every file, and the checkpoint, to ``.<name>.tmp`` in its directory; fsync them all;
-        2. rename the tiles into place; fsync their directories (now every tile is durable);
+        2. rename the files into place; fsync their directories, and those of ``durable`` (files an
+           interrupted earlier export renamed into place: their names must be durable too before a
+           checkpoint names them); now every file is durable;
         3. rename the checkpoint into place. (Not followed by an fsync of the top directory: if that
            rename is lost in a crash the directory just shows the previous checkpoint, and the next
            sync exports again.)
@@ -131,7 +203,7 @@ class StaticWriter:
         """
         staged: list[tuple[int, str, str]] = []
         todo = [*files, ("checkpoint", checkpoint)] if checkpoint is not None else list(files)
-        parents: set[str] = set()
+        parents: set[str] = {os.path.dirname(os.path.join(self.directory, rel)) for rel in durable}
         try:
             for rel, data in todo:
                 path = os.path.join(self.directory, rel)
@@ -161,29 +233,45 @@ class StaticWriter:
         if checkpoint is not None:
             os.replace(staged[-1][1], staged[-1][2])
 
+    def _exists(self, rel: str) -> bool:
+        return os.path.exists(os.path.join(self.directory, rel))
+
     # -- exporting --------------------------------------------------------------------------------
     def write_batch(self, batch: Batch, storage: Storage) -> None:
         """Export a just-committed batch (falls back to :meth:`sync` if the directory is not at its start)."""
         with self._locked():
-            exported = self.exported_size()
+            note = self._read_checkpoint()
+            exported = self._exported(note)
             if batch.end <= exported:
                 return
-            if batch.start != exported:
+            shown = self.freshness.timestamp(note) if note is not None else None
+            # Not where the batch starts, or (after a clock or version change) the batch's served
+            # checkpoint is older than the file's: the sync renews it with the file's time as floor.
+            if batch.start != exported or (shown is not None and shown > (self.freshness.timestamp(batch.served) or 0)):
                 self._sync_locked(storage)
                 return
             files = [(tile_path(level, index, len(data) // HASH_SIZE), data) for (level, index), data in
                      sorted(batch.tiles.items())]
             files += [(entries_path(index, min(TILE_WIDTH, batch.end - index * TILE_WIDTH)), data)
                       for index, data in sorted(batch.bundles.items())]
-            # A full tile is written once: one that exists (from an interrupted earlier export) stays.
-            files = [(rel, data) for rel, data in files
-                     if ".p/" in rel or not os.path.exists(os.path.join(self.directory, rel))]
-            self._write_files(files, self.freshness.cosign(batch.checkpoint))
+            if self.entry_objects:
+                files += [(entry_path(index), entry) for index, entry in _batch_entries(batch)]
+            self._write_immutable(files, batch.served)
+
+    def _write_immutable(self, files: Sequence[tuple[str, bytes]], checkpoint: bytes) -> None:
+        """Write the files that do not exist yet in rounds, then the checkpoint with the last round."""
+        todo = [(rel, data) for rel, data in files if not self._exists(rel)]
+        durable = sorted({rel for rel, _ in files} - {rel for rel, _ in todo})
+        while len(todo) > _ROUND_FILES:
+            self._write_files(todo[:_ROUND_FILES])
+            todo = todo[_ROUND_FILES:]
+        self._write_files(todo, checkpoint, durable)
 
     def sync(self, storage: Storage) -> int:
-        """Bring the directory up to the database head; re-cosign the checkpoint if it is due.
+        """Bring the directory up to the database head and its checkpoint to the served checkpoint.
 
-        Returns the exported size. Idempotent; safe to run from several processes at once.
+        The served checkpoint is renewed first if it is due (see the module docstring). Returns the
+        exported size. Idempotent; safe to run from several processes at once.
         """
         with self._locked():
             return self._sync_locked(storage)
@@ -191,19 +279,26 @@ class StaticWriter:
     def _sync_locked(self, storage: Storage) -> int:
         note = self._read_checkpoint()
         exported = self._exported(note)
-        with storage.read() as tx:
-            head = tx.head()
-            if head is None:
-                raise ExportError(f"{storage.description} holds no log")
+        # A time the directory already showed: the served checkpoint written here is never older.
+        floor = (self.freshness.verified_timestamp(note) or 0) if note is not None else 0
+
+        def export(tx: Tx, head: Head, served: ServedRow) -> tuple[int, bytes, list[tuple[str, bytes]], list[str]]:
             size = head.size
             if size < exported:
                 raise ExportError(f"{self.directory} is at size {exported} but the database only at {size}: "
                                   "refusing to export an older tree (wrong database?)")
             if size > exported:
                 self._check_head(tx, head.checkpoint, size)
-                self._write_files(self._export_range(tx, exported, size), self.freshness.cosign(head.checkpoint))
-            elif note is None or self.freshness.is_due(note):
-                self._write_files([], self.freshness.cosign(head.checkpoint))
+            # The entry objects of a directory exported before they existed: all of them, once.
+            entries_from = 0 if exported and not self._exists(entry_path(exported - 1)) else exported
+            if not self.entry_objects:
+                entries_from = size
+            files, durable = self._export_range(tx, exported, size, entries_from)
+            return size, served.checkpoint, files, durable
+
+        size, served, files, durable = self.served(storage).read(export, floor)
+        if files or note != served:
+            self._write_files(files, served, durable)
         return size
 
     def _check_head(self, tx: Tx, signed: bytes, size: int) -> None:
@@ -216,9 +311,15 @@ class StaticWriter:
             raise IntegrityError(f"refusing to export: the database tree (size {size}, root {root.hex()}) does not "
                                  f"match its signed checkpoint (size {cp.size}, root {cp.root.hex()})")
 
-    def _export_range(self, tx: Tx, exported: int, size: int) -> list[tuple[str, bytes]]:
-        """Write all but the last files from ``exported`` to ``size``; return the last (<= 64) unwritten."""
+    def _export_range(self, tx: Tx, exported: int, size: int,
+                      entries_from: int) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """Write all but the last files from ``exported`` to ``size`` (entry objects from ``entries_from``).
+
+        Returns the last files (at most one round), unwritten, and the existing files that were
+        skipped (an interrupted earlier export wrote them; their directories are fsync'd again).
+        """
         files: list[tuple[str, bytes]] = []
+        skipped: list[str] = []
 
         def add(rel: str, data: bytes) -> None:
             files.append((rel, data))
@@ -226,27 +327,46 @@ class StaticWriter:
                 self._write_files(files)
                 files.clear()
 
-        for level in range(levels_for_size(size)):
-            count = size >> (TILE_HEIGHT * level)
-            for index in range((exported >> (TILE_HEIGHT * level)) // TILE_WIDTH, (count - 1) // TILE_WIDTH + 1):
-                width = min(TILE_WIDTH, count - index * TILE_WIDTH)
-                rel = tile_path(level, index, width)
-                if width == TILE_WIDTH and os.path.exists(os.path.join(self.directory, rel)):
+        def missing(rel: str) -> bool:
+            if self._exists(rel):
+                skipped.append(rel)
+                return False
+            return True
+
+        if size > exported:
+            for level in range(levels_for_size(size)):
+                count = size >> (TILE_HEIGHT * level)
+                for index in range((exported >> (TILE_HEIGHT * level)) // TILE_WIDTH, (count - 1) // TILE_WIDTH + 1):
+                    width = min(TILE_WIDTH, count - index * TILE_WIDTH)
+                    rel = tile_path(level, index, width)
+                    if not missing(rel):
+                        continue
+                    data = tx.tile(level, index)
+                    if data is None or len(data) < width * HASH_SIZE:
+                        raise IntegrityError(f"tile {level}/{index} is missing or short in the database")
+                    add(rel, data[:width * HASH_SIZE])
+            for index in range(exported // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1):
+                width = min(TILE_WIDTH, size - index * TILE_WIDTH)
+                rel = entries_path(index, width)
+                if not missing(rel):
                     continue
-                data = tx.tile(level, index)
-                if data is None or len(data) < width * HASH_SIZE:
-                    raise IntegrityError(f"tile {level}/{index} is missing or short in the database")
-                add(rel, data[:width * HASH_SIZE])
-        for index in range(exported // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1):
-            width = min(TILE_WIDTH, size - index * TILE_WIDTH)
-            rel = entries_path(index, width)
-            if width == TILE_WIDTH and os.path.exists(os.path.join(self.directory, rel)):
+                try:
+                    add(rel, entry_bundle_prefix(tx.entry_bundle(index) or b"", width))
+                except VerificationError as exc:
+                    raise IntegrityError(f"entry bundle {index} in the database: {exc}") from exc
+        for index in range(entries_from // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1 if size > entries_from else 0):
+            base = index * TILE_WIDTH
+            first, last = max(entries_from, base), min(size, base + TILE_WIDTH)
+            todo = [n for n in range(first, last) if missing(entry_path(n))]
+            if not todo:
                 continue
             try:
-                add(rel, entry_bundle_prefix(tx.entry_bundle(index) or b"", width))
+                entries = split_entry_bundle(tx.entry_bundle(index) or b"", last - base)
             except VerificationError as exc:
                 raise IntegrityError(f"entry bundle {index} in the database: {exc}") from exc
-        return files
+            for n in todo:
+                add(entry_path(n), entries[n - base])
+        return files, skipped
 
 
 class BackgroundWriter:
@@ -326,7 +446,8 @@ def coalesce(batches: Sequence[Batch]) -> list[Batch]:
     for b in batches:
         if out and out[-1].end == b.start:
             prev = out[-1]
-            out[-1] = Batch(prev.start, b.end, {**prev.tiles, **b.tiles}, {**prev.bundles, **b.bundles}, b.checkpoint)
+            out[-1] = Batch(prev.start, b.end, {**prev.tiles, **b.tiles}, {**prev.bundles, **b.bundles}, b.checkpoint,
+                            b.served)
         else:
             out.append(b)
     return out
@@ -387,32 +508,42 @@ class Refresher:
 def nginx_server_block(static_dir: str, listen: str = "80", upstream: str | None = None) -> str:
     """The nginx ``server { }`` block that serves an exported directory (the README's configuration).
 
-    Full tiles are cached forever, partial tiles and the checkpoint briefly, a 404 (a tile that does not
-    exist yet) never; temporary and lock files (dot names) are never served. With ``upstream`` (e.g.
-    ``127.0.0.1:8080`` or an ``upstream`` block's name) the JSON API is proxied.
+    The same headers as the distributor app (:mod:`distributor.app`): every tile, full or partial,
+    every entry bundle and every entry object ``public, max-age=31536000, immutable`` and
+    ``application/octet-stream``; the checkpoint ``public, max-age=5`` and ``text/plain;
+    charset=utf-8``; nginx's ETag (a strong validator for files served as they are) and 304s; a 404
+    (a tile or entry that does not exist yet) ``no-store`` with a JSON body; temporary and lock files
+    (dot names) are never served. With ``upstream`` (e.g. ``127.0.0.1:8080`` or an ``upstream``
+    block's name) the JSON API is proxied, its headers untouched.
     """
     api = f"    location /api/ {{ proxy_pass http://{upstream}; }}\n" if upstream else ""
+    immutable = ('types { } default_type application/octet-stream;\n'
+                 '        add_header Cache-Control "public, max-age=31536000, immutable";')
     return f"""server {{
     listen {listen};
     root {static_dir};
     etag on;
     error_page 404 = @missing;
     location ~ /\\. {{ return 404; }}                      # temporary and lock files
-    location @missing {{ add_header Cache-Control "no-store" always; return 404; }}
-    location = /checkpoint {{
+    location @missing {{
+        types {{ }} default_type application/json;
+        add_header Cache-Control "no-store" always;
+        return 404 '{{"error": "not found"}}';
+    }}
+    location = /checkpoint {{                           # the one mutable file: cached briefly
         types {{ }} default_type text/plain;
+        charset utf-8;
         add_header Cache-Control "public, max-age=5";
     }}
-    location ~ ^/tile/.+\\.p/[0-9]+$ {{                  # partial tiles: replaced as the log grows
-        types {{ }} default_type application/octet-stream;
-        add_header Cache-Control "public, max-age=10";
+    location /tile/ {{                                  # every tile, full or partial (.p/<W>): never changes
+        {immutable}
     }}
-    location /tile/ {{                                  # full tiles never change
-        types {{ }} default_type application/octet-stream;
-        add_header Cache-Control "public, max-age=31536000, immutable";
+    location /entry/ {{                                 # per-entry objects: written once, never change
+        {immutable}
     }}
 {api}}}
 """
 
 
-__all__ = ["BackgroundWriter", "ExportError", "Refresher", "StaticWriter", "coalesce", "nginx_server_block"]
+__all__ = ["BackgroundWriter", "ExportError", "Refresher", "StaticWriter", "coalesce", "entry_path", "nginx_server_block",
+           "parse_entry_path"]

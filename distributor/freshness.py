@@ -1,22 +1,58 @@
-"""The log's freshness cosignature: a timestamped tlog-cosignature/v1 by the log's own freshness key.
+"""The log's freshness cosignature and the one served checkpoint that carries it.
 
 The freshness key (vkey type 0x04, named ``<origin>/freshness``) is separate from the log key and is
-used for nothing else. Every checkpoint the log serves carries its cosignature with the current time,
-renewed every ``interval`` seconds even when nothing was appended, so a client can tell "nothing new"
-from "someone is replaying an old checkpoint to me" (freeze attack). The log-signed checkpoint in the
-database never carries it; it is added when a checkpoint leaves the process.
+used for nothing else. Every checkpoint the log serves carries its cosignature (tlog-cosignature/v1:
+an 8-byte big-endian timestamp and an Ed25519 signature) renewed every ``interval`` seconds even
+when nothing was appended, so a client can tell "nothing new" from "someone is replaying an old
+checkpoint to me" (freeze attack). The log-signed checkpoint in ``head`` never carries it.
+
+**One served checkpoint for all.** A client may talk to any worker of any replica, or to the static
+copy, one request after another, and refuses a freshness time older than one it already saw. So the
+served checkpoint is not made per process: it is one row of the database (``served_checkpoint``:
+the exact bytes, the tree size they are for, the cosignature's time) and every worker, replica and
+exporter serves exactly those bytes (:class:`ServedCheckpoint`):
+
+* it is *current* for a head when it is for that head's size and log-signed checkpoint, and its time
+  is less than ``interval`` seconds before this process's clock (a time ahead of the clock counts
+  as current: this replica's clock is behind the one that signed it);
+* otherwise a process renews it: it takes the storage's write transaction (the exclusive one appends
+  use, so every thread, process and replica, on SQLite and on PostgreSQL, is serialised), re-reads
+  the row and re-signs only if it is still not current, then commits; everyone else reads the row;
+* an append writes the new served checkpoint in its own write transaction (the tree grew), so a
+  reader always finds one for the head it reads;
+* **time never goes backwards**: a new cosignature is dated ``max(now, stored)``, ``stored`` being
+  the time of the row it replaces (and ``max(now, stored, floor)`` where a caller knows a time that
+  was already served, e.g. the static directory's checkpoint). A replica whose clock is behind
+  therefore re-signs a grown tree with the stored time, never an earlier one, and does not renew
+  by age until its own clock has passed the stored time by ``interval``. The price: a clock that ran
+  ahead drags the served time ahead with it until real time catches up, and clients refuse a time
+  more than 300 s in the future, so keep the clocks of all replicas and exporters synchronised.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
-from verifier.cosignature import CosignatureSigner, add_cosignatures
+from verifier.cosignature import CosignatureSigner, add_cosignatures, verify_cosignatures
 from verifier.errors import VerificationError
 from verifier.note import parse_note
+
+from .errors import IntegrityError, StorageError
+from .storage import Head, ServedRow, Storage, Tx
+
+log = logging.getLogger("fleetkeys.distributor.freshness")
+
+T = TypeVar("T")
+
+#: Read attempts before giving up on finding the served checkpoint current (each failed one renews).
+_ATTEMPTS = 5
+#: How far in the future a client accepts a freshness time (verifier.cosignature.check_fresh).
+_CLIENT_FUTURE_SLACK = 300
 
 
 def freshness_key_name(origin: str) -> str:
@@ -24,33 +60,26 @@ def freshness_key_name(origin: str) -> str:
 
 
 class Freshness:
-    """Adds the freshness cosignature, cached per process for ``interval`` seconds per checkpoint."""
+    """The freshness cosigner with its renewal ``interval`` (seconds) and ``clock`` (POSIX seconds)."""
 
     def __init__(self, origin: str, signer, *, interval: float = 60, clock: Callable[[], float] = time.time) -> None:
         if interval <= 0:
             raise ValueError("freshness interval must be positive")
         self.cosigner = CosignatureSigner(freshness_key_name(origin), signer)
         self.interval = interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._cached: tuple[bytes, int, bytes] | None = None  # (signed checkpoint, timestamp, cosigned)
+        self.clock = clock
 
     @property
     def vkey(self) -> str:
         return self.cosigner.verifier.vkey
 
-    def cosign(self, signed_checkpoint: bytes) -> bytes:
-        """The checkpoint with a freshness cosignature no older than ``interval`` seconds."""
-        now = int(self._clock())
-        with self._lock:
-            cached = self._cached
-            if cached is not None and cached[0] == signed_checkpoint and 0 <= now - cached[1] < self.interval:
-                return cached[2]
+    def now(self) -> int:
+        return int(self.clock())
+
+    def cosign(self, signed_checkpoint: bytes, timestamp: int) -> bytes:
+        """The log-signed checkpoint with this key's cosignature dated ``timestamp`` appended."""
         body, _ = parse_note(signed_checkpoint)
-        out = add_cosignatures(signed_checkpoint, [self.cosigner.cosign(body, now)])
-        with self._lock:
-            self._cached = (signed_checkpoint, now, out)
-        return out
+        return add_cosignatures(signed_checkpoint, [self.cosigner.cosign(body, timestamp)])
 
     def timestamp(self, note: bytes) -> int | None:
         """The time of this key's cosignature on ``note`` (not verified), or ``None``."""
@@ -64,10 +93,119 @@ class Freshness:
                 return struct.unpack(">Q", s.sig[:8])[0]
         return None
 
-    def is_due(self, note: bytes) -> bool:
-        """Whether ``note`` lacks a freshness cosignature younger than ``interval``."""
-        ts = self.timestamp(note)
-        return ts is None or not 0 <= int(self._clock()) - ts < self.interval
+    def verified_timestamp(self, note: bytes) -> int | None:
+        """The time of this key's cosignature on ``note`` if it verifies, else ``None``."""
+        try:
+            return verify_cosignatures(note, [self.cosigner.verifier], 1, what="freshness")[0].timestamp
+        except VerificationError:
+            return None
+
+    def is_due(self, timestamp: int) -> bool:
+        """Whether a cosignature dated ``timestamp`` is ``interval`` or more seconds old by this clock.
+
+        A timestamp ahead of this clock is not due (another process with a faster clock signed it).
+        """
+        return self.now() - timestamp >= self.interval
 
 
-__all__ = ["Freshness", "freshness_key_name"]
+class ServedCheckpoint:
+    """The one served checkpoint of a log in ``storage`` (see the module docstring). Thread-safe."""
+
+    def __init__(self, storage: Storage, freshness: Freshness) -> None:
+        self.storage = storage
+        self.freshness = freshness
+        self._lock = threading.Lock()
+        self._primed = False  # a write transaction ran here (so the schema and the table exist)
+        self._verified: bytes | None = None  # the last row bytes whose cosignature verified
+
+    # -- deciding ---------------------------------------------------------------------------------
+    def is_current(self, row: ServedRow | None, head: Head | None, floor: int = 0) -> bool:
+        """Whether ``row`` may be served for ``head`` now (and is dated at least ``floor``)."""
+        if row is None or head is None or row.size != head.size or not row.checkpoint.startswith(head.checkpoint):
+            return False
+        if row.timestamp < floor or self.freshness.is_due(row.timestamp):
+            return False
+        if row.checkpoint != self._verified:
+            if self.freshness.verified_timestamp(row.checkpoint) != row.timestamp:
+                log.error("the stored served checkpoint for size %d does not carry a valid freshness cosignature "
+                          "dated %d: renewing it", row.size, row.timestamp)
+                return False
+            self._verified = row.checkpoint
+            ahead = row.timestamp - self.freshness.now()
+            if ahead > _CLIENT_FUTURE_SLACK:  # once per new row: clients refuse it until their clocks catch up
+                log.warning("the served checkpoint is dated %d s ahead of this clock (clients refuse more than "
+                            "%d s): check the clocks of every replica and exporter", ahead, _CLIENT_FUTURE_SLACK)
+        return True
+
+    # -- writing (inside the storage's write transaction) ------------------------------------------
+    def issue(self, tx: Tx, size: int, signed: bytes, floor: int = 0) -> ServedRow:
+        """Cosign the log-signed ``signed`` (tree ``size``) and store it as the served checkpoint.
+
+        Must run inside ``storage.write()``: the stored time it never goes below is read in the same
+        transaction. The new time is ``max(now, stored time, floor)``.
+        """
+        old = tx.served_checkpoint()
+        stored = 0
+        if old is not None:
+            if old.checkpoint == self._verified or self.freshness.verified_timestamp(old.checkpoint) == old.timestamp:
+                stored = old.timestamp
+            else:  # a damaged row's time is not evidence of anything served
+                log.error("replacing a served checkpoint whose freshness cosignature does not verify")
+        timestamp = max(self.freshness.now(), stored, floor)
+        served = self.freshness.cosign(signed, timestamp)
+        if not served.startswith(signed):
+            raise IntegrityError("the cosigned checkpoint does not extend the log-signed one")
+        row = ServedRow(size, timestamp, served)
+        tx.set_served_checkpoint(row)
+        self._verified = served
+        return row
+
+    def renew(self, floor: int = 0) -> ServedRow:
+        """Make the served checkpoint current for the head, under the storage's write lock.
+
+        Re-reads the row inside the write transaction and re-signs only if it is still not current
+        (another thread, worker or replica may have renewed it while this one waited for the lock).
+        """
+        with self._lock, self.storage.write() as tx:
+            head = tx.head()
+            if head is None:
+                raise StorageError(f"{self.storage.description} holds no log")
+            row = self.ensure(tx, head, floor)
+        self.schema_ready()
+        return row
+
+    def ensure(self, tx: Tx, head: Head, floor: int = 0) -> ServedRow:
+        """Inside a write transaction: the stored served checkpoint if current for ``head``, else a new one."""
+        row = tx.served_checkpoint()
+        if row is None or not self.is_current(row, head, floor):
+            row = self.issue(tx, head.size, head.checkpoint, floor)
+        return row
+
+    def schema_ready(self) -> None:
+        """Note that a write transaction committed here (the table exists): reads may go first."""
+        self._primed = True
+
+    # -- reading ----------------------------------------------------------------------------------
+    def read(self, fn: Callable[[Tx, Head, ServedRow], T], floor: int = 0) -> T:
+        """``fn(tx, head, served)`` inside one read transaction whose served checkpoint is current.
+
+        When the stored one is not current (older than the interval, or the first read of this
+        process), it is renewed (:meth:`renew`) and the read is run again.
+        """
+        for _ in range(_ATTEMPTS):
+            if self._primed:
+                with self.storage.read() as tx:
+                    head, row = tx.head(), tx.served_checkpoint()
+                    if row is not None and self.is_current(row, head, floor):
+                        assert head is not None
+                        return fn(tx, head, row)
+            self.renew(floor)
+        raise StorageError(f"{self.storage.description}: the served checkpoint did not stay current for "
+                           f"{_ATTEMPTS} reads in a row")
+
+    def get(self, floor: int = 0) -> ServedRow:
+        """The served checkpoint (current for the head at the time of the read)."""
+        return self.read(lambda tx, head, row: row, floor)
+
+
+__all__ = ["Freshness", "ServedCheckpoint", "freshness_key_name"]

@@ -15,9 +15,15 @@ Appending (:meth:`Log.publish_batch`, :meth:`Log.rotate_trust_root`, :meth:`Log.
 3. COMMIT. When it returns the append is durable (see the backends) and only then is it
    acknowledged, cached, and handed to the static writer.
 
-Reads never take the writer lock: each reads the head and the tile rows it needs in one read
-transaction. Start-up (:func:`check_integrity`) recomputes every tile level from the stored entries
-and checks the root against the latest signed checkpoint; a mismatch raises :class:`IntegrityError`.
+The same write transaction also stores the new served checkpoint (the log-signed checkpoint with
+its freshness cosignature, :mod:`distributor.freshness`), so every worker and replica serves the same
+bytes for the new head, with a freshness time never below the previous one.
+
+Reads never take the writer lock: each reads the head, the served checkpoint and the tile rows it
+needs in one read transaction (renewing the served checkpoint first when it is older than the
+freshness interval, which does take the writer lock, once for everyone). Start-up
+(:func:`check_integrity`) recomputes every tile level from the stored entries and checks the root
+against the latest signed checkpoint; a mismatch raises :class:`IntegrityError`.
 """
 
 from __future__ import annotations
@@ -61,8 +67,8 @@ from .errors import (
     RuleViolation,
     TreeError,
 )
-from .freshness import Freshness
-from .storage import EpochRow, Head, Storage, TrustRootRow, Tx
+from .freshness import Freshness, ServedCheckpoint
+from .storage import EpochRow, Head, ServedRow, Storage, TrustRootRow, Tx
 from .tree import Edge, check_level, levels_for_size
 
 #: Tile rows read per query during the start-up check.
@@ -82,18 +88,21 @@ class Published:
 @dataclass(frozen=True)
 class Batch:
     """A committed append, handed to the static writer: the tree grew from ``start`` to ``end`` leaves;
-    ``tiles`` and ``bundles`` are the hash tiles and entry bundles that changed, at their new widths."""
+    ``tiles`` and ``bundles`` are the hash tiles and entry bundles that changed, at their new widths;
+    ``checkpoint`` is the log-signed checkpoint of ``end`` and ``served`` the served checkpoint
+    (with its freshness cosignature) stored with it."""
 
     start: int
     end: int
     tiles: dict[tuple[int, int], bytes]
     bundles: dict[int, bytes]
     checkpoint: bytes
+    served: bytes
 
 
 @dataclass(frozen=True)
 class ProvenEntry:
-    """An entry with a ``c2sp.org/tlog-proof@v1`` to the current cosigned checkpoint."""
+    """An entry with a ``c2sp.org/tlog-proof@v1`` to the current served checkpoint (``checkpoint``)."""
 
     index: int
     data: bytes
@@ -240,7 +249,8 @@ class Log:
     edge (:class:`IntegrityError`; the full check is :meth:`self_check`).
 
     ``static``: an object with ``submit(batch: Batch)`` (``distributor.export``), called after each
-    commit. ``clock``: POSIX seconds (freshness cosignatures). Thread-safe.
+    commit. ``clock``: POSIX seconds (freshness cosignatures, expiry). Every checkpoint it serves
+    is the stored served checkpoint (:attr:`served`). Thread-safe.
     """
 
     def __init__(self, storage: Storage, *, origin: str, log_signer: Any, freshness_signer: Any,
@@ -251,6 +261,7 @@ class Log:
         self._note_signer = NoteSigner.from_signer(origin, log_signer)
         self.log_key = self._note_signer.verifier
         self.freshness = Freshness(origin, freshness_signer, interval=freshness_interval, clock=clock)
+        self.served = ServedCheckpoint(storage, self.freshness)
         self._clock = clock
         self._bootstrap = trust_root
         self._static = static
@@ -272,7 +283,11 @@ class Log:
                 tx.set_head(0, sign_checkpoint(Checkpoint(self.origin, 0, EMPTY_ROOT), self._note_signer))
             else:
                 self._check_meta(tx, stored_origin)
-            state = self._load_state(tx, tx.head())
+            head = tx.head()
+            state = self._load_state(tx, head)
+            assert head is not None
+            self.served.ensure(tx, head)  # a database from before served checkpoints gets its first one
+        self.served.schema_ready()
         self._state = state
         if self._bootstrap is not None:
             self._check_root_names_log(self._bootstrap, "the configured trust root")
@@ -359,9 +374,10 @@ class Log:
                     tx.put_epochs(change.epochs)
                     tx.put_trust_roots(change.roots)
                     tx.set_head(edge.size, checkpoint)
+                    served = self.served.issue(tx, edge.size, checkpoint)
                     new_state = _State(edge, tail, checkpoint, change.last,
                                        change.trust_root)
-                    batch = Batch(state.size, edge.size, tiles, bundles, checkpoint)
+                    batch = Batch(state.size, edge.size, tiles, bundles, checkpoint, served.checkpoint)
             # COMMIT returned: the append is durable. Only now is it cached and exported.
             self._state = new_state
             if batch is not None and self._static is not None:
@@ -546,8 +562,14 @@ class Log:
         return head
 
     def checkpoint(self) -> bytes:
-        """The latest checkpoint with a fresh freshness cosignature (what ``GET /checkpoint`` serves)."""
-        return self.freshness.cosign(self.head().checkpoint)
+        """The served checkpoint (what ``GET /checkpoint`` serves; see :mod:`distributor.freshness`)."""
+        return self.served.get().checkpoint
+
+    def entry(self, index: int) -> bytes | None:
+        """The exact bytes of entry ``index`` (``None`` at or beyond the current size)."""
+        with self.storage.read() as tx:
+            head = tx.head()
+            return tx.entry(index) if head is not None and 0 <= index < head.size else None
 
     @property
     def trust_root(self) -> TrustRoot | None:
@@ -575,9 +597,7 @@ class Log:
             raise IntegrityError(f"tile {ref.level}/{ref.index} is shorter than the tree size implies")
         return data[:ref.width * HASH_SIZE]
 
-    def _prove(self, tx: Tx, index: int, data: bytes) -> ProvenEntry:
-        head = tx.head()
-        assert head is not None
+    def _prove(self, tx: Tx, head: Head, served: ServedRow, index: int, data: bytes) -> ProvenEntry:
         signed = parse_checkpoint_root(head.checkpoint)
         hashes = inclusion_proof(index, head.size, _node_reader(tx, head.size))
         # Never serve a proof that does not verify (a damaged row would otherwise reach clients).
@@ -585,36 +605,43 @@ class Log:
             verify_inclusion(index, head.size, leaf_hash(data), hashes, signed)
         except VerificationError as exc:
             raise IntegrityError(f"inclusion proof for index {index} does not verify: {exc}") from exc
-        checkpoint = self.freshness.cosign(head.checkpoint)
-        return ProvenEntry(index, data, TlogProof(index, tuple(hashes), checkpoint).encode(), checkpoint)
+        return ProvenEntry(index, data, TlogProof(index, tuple(hashes), served.checkpoint).encode(), served.checkpoint)
 
     def prove_index(self, index: int) -> ProvenEntry:
-        """Entry ``index`` with its inclusion proof to the current checkpoint."""
-        with self.storage.read() as tx:
-            head = tx.head()
-            data = tx.entry(index) if head is not None and index < head.size else None
+        """Entry ``index`` with its inclusion proof to the served checkpoint."""
+
+        def find(tx: Tx, head: Head, served: ServedRow) -> ProvenEntry:
+            data = tx.entry(index) if index < head.size else None
             if data is None:
                 raise NotFound(f"no entry at index {index}")
-            return self._prove(tx, index, data)
+            return self._prove(tx, head, served, index, data)
+
+        return self.served.read(find)
 
     def bundle(self, epoch: int | None = None) -> tuple[EpochRow, ProvenEntry]:
         """The bundle of ``epoch`` (the latest if ``None``) with its inclusion proof."""
-        with self.storage.read() as tx:
+
+        def find(tx: Tx, head: Head, served: ServedRow) -> tuple[EpochRow, ProvenEntry]:
             row = tx.last_epoch() if epoch is None else tx.epoch(epoch)
             if row is None:
                 raise NotFound("no bundle has been logged yet" if epoch is None else f"no bundle for epoch {epoch}")
             data = tx.entry(row.index)
             if data is None:
                 raise IntegrityError(f"epoch {row.epoch} points at missing entry {row.index}")
-            return row, self._prove(tx, row.index, data)
+            return row, self._prove(tx, head, served, row.index, data)
+
+        return self.served.read(find)
 
     def logged_trust_root(self, version: int) -> tuple[TrustRootRow, ProvenEntry]:
         """A logged trust-root envelope by version, with its inclusion proof."""
-        with self.storage.read() as tx:
+
+        def find(tx: Tx, head: Head, served: ServedRow) -> tuple[TrustRootRow, ProvenEntry]:
             row = tx.trust_root(version)
             if row is None:
                 raise NotFound(f"trust root version {version} was never logged")
-            return row, self._prove(tx, row.index, row.envelope)
+            return row, self._prove(tx, head, served, row.index, row.envelope)
+
+        return self.served.read(find)
 
     def consistency(self, first: int, second: int | None = None) -> tuple[int, list[bytes]]:
         """Consistency proof from ``first`` to ``second`` (default: the current size)."""

@@ -11,6 +11,11 @@ What is stored (the same tables in both backends)::
                                            width * 32 bytes; a full tile has 256 hashes and never changes
     epochs(epoch, idx, digest, fleet_ids, issued_at, expires_at)     one row per logged bundle
     trust_roots(version, idx, envelope)    one row per logged trust-root rotation
+    served_checkpoint(id = 1, size, freshness_time, checkpoint)
+                                           the one checkpoint every worker and replica serves: the
+                                           exact bytes (log signature + freshness cosignature), the
+                                           tree size they are for and the cosignature's time
+                                           (:mod:`distributor.freshness`)
 
 The database holds the log exactly as C2SP tlog-tiles lays it out. The tiles are the tree: every
 complete subtree hash at levels 0, 8, 16, ... is stored, and any other node of a complete subtree is
@@ -22,6 +27,14 @@ Every change happens inside :meth:`Storage.write`, one transaction that holds th
 lock from before the head is read until the commit, so two writers (threads, processes or replicas)
 can never both take an index: SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``pg_advisory_xact_lock``.
 The commit is the durability point of an append (see the backends for which fsync makes it so).
+
+Schema versions (``meta.schema``): ``1`` had no ``served_checkpoint``; ``2`` adds it. The DDL is
+idempotent and only ever adds tables, so the first write transaction of a newer fleetkeys over a
+version-1 database (under the writer lock, like every write) creates the table and records version
+``2``: that is the whole migration. The row itself is created by the first writer that needs it
+(the log's open or append, or the exporter). A database of a version this code does not know is
+refused, and so is a version-2 database by an older fleetkeys (which would serve checkpoints with a
+freshness time of its own, the very thing version 2 exists to prevent).
 """
 
 from __future__ import annotations
@@ -39,7 +52,10 @@ from verifier.tiles import TILE_WIDTH, split_entry_bundle
 
 from .errors import StorageError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+
+#: Older schema versions that the DDL of :func:`schema_sql` upgrades in place (what each lacked).
+MIGRATED_VERSIONS = {"1": "the served_checkpoint table"}
 
 TileKey = tuple[int, int]
 """``(level, index)`` of a hash tile."""
@@ -50,6 +66,16 @@ class Head:
     """The committed tree size and the log-signed checkpoint for it."""
 
     size: int
+    checkpoint: bytes
+
+
+@dataclass(frozen=True)
+class ServedRow:
+    """The served checkpoint: ``checkpoint`` is the exact bytes served for tree ``size``, whose
+    freshness cosignature is dated ``timestamp`` (POSIX seconds)."""
+
+    size: int
+    timestamp: int
     checkpoint: bytes
 
 
@@ -118,6 +144,17 @@ class Tx:
         self._cur.execute(self._sql("INSERT INTO head (id, size, checkpoint) VALUES (1, ?, ?) "
                                     "ON CONFLICT (id) DO UPDATE SET size = excluded.size, "
                                     "checkpoint = excluded.checkpoint"), (size, checkpoint))
+
+    def served_checkpoint(self) -> ServedRow | None:
+        row = self._one("SELECT size, freshness_time, checkpoint FROM served_checkpoint WHERE id = 1")
+        return None if row is None else ServedRow(int(row[0]), int(row[1]), bytes(row[2]))
+
+    def set_served_checkpoint(self, row: ServedRow) -> None:
+        """Replace the served checkpoint (only inside the write transaction, see distributor.freshness)."""
+        self._cur.execute(self._sql("INSERT INTO served_checkpoint (id, size, freshness_time, checkpoint) "
+                                    "VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET size = excluded.size, "
+                                    "freshness_time = excluded.freshness_time, checkpoint = excluded.checkpoint"),
+                          (row.size, row.timestamp, row.checkpoint))
 
     # -- entries (stored as entry bundles) ----------------------------------------------------------
     def entry_bundle(self, index: int) -> bytes | None:
@@ -233,6 +270,8 @@ def schema_sql(blob: str, bigint: str) -> list[str]:
         f"expires_at {bigint} NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS trust_roots (version {bigint} PRIMARY KEY, idx {bigint} NOT NULL UNIQUE, "
         f"envelope {blob} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS served_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), size {bigint} NOT NULL, "
+        f"freshness_time {bigint} NOT NULL, checkpoint {blob} NOT NULL)",
     ]
 
 
@@ -303,9 +342,11 @@ class Storage(ABC):
 
 
 def check_schema_version(tx: Tx, description: str) -> None:
-    """Record the schema version on first use; refuse a database written by another version."""
+    """Record the schema version on first use, or the migration of an older one (see the module
+    docstring; the caller ran :func:`schema_sql` first, in the same write transaction); refuse a
+    database written by a version this code does not know."""
     found = tx.meta("schema")
-    if found is None:
+    if found is None or found in MIGRATED_VERSIONS:
         tx.set_meta("schema", SCHEMA_VERSION)
     elif found != SCHEMA_VERSION:
         raise StorageError(f"{description}: schema version {found!r}, this fleetkeys uses {SCHEMA_VERSION!r}")
@@ -365,7 +406,9 @@ def iter_chunks(start: int, end: int, chunk: int) -> Iterator[tuple[int, int]]:
 __all__ = [
     "EpochRow",
     "Head",
+    "MIGRATED_VERSIONS",
     "SCHEMA_VERSION",
+    "ServedRow",
     "Storage",
     "TileKey",
     "TrustRootRow",

@@ -14,7 +14,10 @@ required for DOM script sinks (the script builds the page with ``textContent`` o
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, make_response, render_template
+import hashlib
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, make_response, render_template, request
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'none'",
@@ -29,14 +32,31 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "trusted-types 'none'",
 ])
 
-web_bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/assets")
+web_bp = Blueprint("web", __name__, template_folder="templates")
+
+_ASSETS_DIR = Path(__file__).resolve().parent / "static"
+#: The files under ``/assets/`` and their media types (nothing else is served from there).
+_ASSETS = {"audit.js": "text/javascript", "audit.css": "text/css"}
+
+
+def _revalidated(resp: Response) -> Response:
+    """``no-cache`` with a strong ETag over the body (the same on every replica), 304 on a match."""
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.set_etag(hashlib.sha256(resp.get_data()).hexdigest()[:32])
+    return resp.make_conditional(request)
 
 
 @web_bp.get("/")
 def audit_page() -> Response:
-    resp = make_response(render_template("audit.html"))
-    resp.headers["Cache-Control"] = "no-cache"
-    return resp
+    return _revalidated(make_response(render_template("audit.html")))
+
+
+@web_bp.get("/assets/<filename>", endpoint="static")  # the name templates use: url_for("web.static", ...)
+def asset(filename: str) -> Response:
+    mimetype = _ASSETS.get(filename)
+    if mimetype is None:
+        abort(404)
+    return _revalidated(Response((_ASSETS_DIR / filename).read_bytes(), mimetype=mimetype))
 
 
 @web_bp.after_request

@@ -173,20 +173,107 @@ def test_not_found_and_bad_parameters_are_json(client, world):
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
 
 
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _revalidates(client, path: str, resp) -> None:
+    """A strong ETag over the exact body, and If-None-Match with it gives an empty 304."""
+    import hashlib
+
+    etag = resp.headers["ETag"]
+    assert etag == f'"{hashlib.sha256(resp.data).hexdigest()[:32]}"', path
+    again = client.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b"", path
+    assert again.headers["ETag"] == etag and again.headers["Cache-Control"] == resp.headers["Cache-Control"], path
+
+
 def test_caching_headers_and_conditional_requests(client, world, clock):
-    client.post("/api/v1/bundles", data=world.chain(1)[0], headers=AUTH)
+    """The header policy of the module docstring of distributor.app, path by path."""
+    chain = world.chain(3)
+    for b in chain:
+        client.post("/api/v1/bundles", data=b, headers=AUTH)
     client.application.extensions["fleetkeys.distributor"].log.append_entries([b"e%d" % i for i in range(300)])
     cp = client.get("/checkpoint")
-    assert cp.mimetype == "text/plain" and "max-age=5" in cp.headers["Cache-Control"]
-    assert client.get("/checkpoint", headers={"If-None-Match": cp.headers["ETag"]}).status_code == 304
-    full = client.get("/tile/0/000")
-    assert full.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-    assert client.get("/tile/0/000", headers={"If-None-Match": full.headers["ETag"]}).status_code == 304
-    partial = client.get("/tile/0/001.p/45")
-    assert partial.status_code == 200 and "immutable" not in partial.headers["Cache-Control"]
-    assert client.get("/tile/entries/000").headers["Cache-Control"].endswith("immutable")
-    assert client.get("/api/v1/info").headers["Cache-Control"] == "no-cache"
-    assert client.get("/tile/0/005").headers["Cache-Control"] == "no-store"
+    assert cp.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert cp.headers["Cache-Control"] == "public, max-age=5"
+    _revalidates(client, "/checkpoint", cp)
+    # Every tile is immutable, full or partial: a partial tile's URL names its width.
+    for path in ("/tile/0/000", "/tile/0/001.p/47", "/tile/0/001.p/3", "/tile/1/000.p/1", "/tile/entries/000",
+                 "/tile/entries/001.p/47", "/tile/entries/000.p/2", "/entry/000", "/entry/302"):
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+        assert resp.headers["Cache-Control"] == IMMUTABLE, path
+        assert resp.headers["Content-Type"] == "application/octet-stream", path
+        _revalidates(client, path, resp)
+    # API answers that can never change are immutable; the others revalidate (no-cache + ETag).
+    policy = {"/api/v1/proof/consistency?from=1&to=3": IMMUTABLE, "/api/v1/proof/consistency?to=303&from=2": IMMUTABLE,
+              "/api/v1/proof/consistency?from=1": "no-cache", "/api/v1/epochs?before=3&limit=1": IMMUTABLE,
+              "/api/v1/epochs?before=4": IMMUTABLE, "/api/v1/epochs?before=1": IMMUTABLE,
+              "/api/v1/epochs?before=5": "no-cache", "/api/v1/epochs": "no-cache", "/api/v1/epochs?limit=2": "no-cache",
+              "/api/v1/bundles/latest": "no-cache", "/api/v1/bundles/1": "no-cache", "/api/v1/info": "no-cache",
+              "/": "no-cache", "/assets/audit.js": "no-cache", "/assets/audit.css": "no-cache"}
+    for path, cache in policy.items():
+        resp = client.get(path)
+        assert resp.status_code == 200, path
+        assert resp.headers["Cache-Control"] == cache, path
+        _revalidates(client, path, resp)
+    published = client.post("/api/v1/bundles", data=chain[0], headers=AUTH)
+    assert published.status_code == 200 and published.headers["Cache-Control"] == "no-cache"
+    assert published.headers["ETag"]
+    # Errors are never stored (a missing tile or entry exists later), never answered with 304.
+    for path in ("/tile/0/005", "/entry/303", "/entry/x000/005", "/api/v1/bundles/9",
+                 "/api/v1/proof/consistency?from=1&to=304"):
+        resp = client.get(path)
+        assert resp.status_code in (400, 404) and resp.headers["Cache-Control"] == "no-store", path
+        assert client.get(path, headers={"If-None-Match": resp.headers["ETag"]}).status_code == resp.status_code
+
+
+def test_entry_objects_are_the_exact_entries(client, world):
+    """GET /entry/<N>: entry N's exact bytes (bundle or rotation envelope), N encoded like a tile index."""
+    from verifier.tiles import encode_index
+
+    env = rotation(world)
+    assert client.post("/api/v1/trust-roots", data=env, headers=AUTH).status_code == 201
+    b1 = bundles(world, [1], anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR)[0]
+    assert client.post("/api/v1/bundles", data=b1, headers=AUTH).status_code == 201
+    log = client.application.extensions["fleetkeys.distributor"].log
+    raw = [b"r%d" % i for i in range(1000)]
+    log.append_entries(raw)
+    assert client.get("/entry/000").data == env and client.get("/entry/001").data == b1
+    for index in (2, 255, 256, 999, 1001):
+        resp = client.get(f"/entry/{encode_index(index)}")
+        assert resp.status_code == 200 and resp.data == raw[index - 2], index
+    assert encode_index(1001) == "x001/001"
+    for bad, why in [("/entry/x001/002", "does not exist"), ("/entry/x999/999", "does not exist"),
+                     ("/entry/1", "malformed"), ("/entry/0001", "malformed"), ("/entry/x000/001", "not canonical"),
+                     ("/entry/001/001", "malformed"), ("/entry/x001", "malformed"), ("/entry/", ""),
+                     ("/entry/00a", "malformed"), ("/entry/x001/001.p/2", "malformed"),
+                     ("/entry/" + "x000/" * 60 + "001", "not an entry path")]:
+        resp = client.get(bad)
+        assert resp.status_code == 404 and resp.is_json and why in resp.json["error"], (bad, resp.json)
+        assert resp.headers["Cache-Control"] == "no-store", bad
+
+
+def test_checkpoint_and_proofs_carry_the_one_served_checkpoint(client, world, clock):
+    """/checkpoint, the publish answer and every tlog-proof embed the same stored bytes."""
+    from verifier.tlogproof import parse_tlog_proof
+
+    chain = world.chain(2)
+    published = client.post("/api/v1/bundles", data=chain[0], headers=AUTH).json
+    assert published["checkpoint"].encode() == client.get("/checkpoint").data
+    clock.now += 61  # due: the next read renews it, once, for everyone
+    cp = client.get("/checkpoint").data
+    proofs = [client.get(p).json["proof"] for p in ("/api/v1/bundles/latest", "/api/v1/bundles/1")]
+    assert all(parse_tlog_proof(p.encode()).checkpoint == cp for p in proofs)
+    assert _freshness_time(world, cp) == int(clock.now)
+    again = client.post("/api/v1/bundles", data=chain[0], headers=AUTH).json  # identical re-publish
+    assert again["checkpoint"].encode() == cp and parse_tlog_proof(again["proof"].encode()).checkpoint == cp
+    grown = client.post("/api/v1/bundles", data=chain[1], headers=AUTH).json
+    assert grown["checkpoint"].encode() == client.get("/checkpoint").data != cp
+
+
+def _freshness_time(world, note: bytes) -> int:
+    return verify_cosignatures(note, [world.freshness_cosigner.verifier], 1, what="freshness")[0].timestamp
 
 
 def test_freshness_cosignature_is_renewed_at_the_interval(client, world, clock):

@@ -14,7 +14,7 @@ import requests
 
 from distributor.app import create_app, get_service
 from distributor.errors import ExportError
-from distributor.export import StaticWriter
+from distributor.export import StaticWriter, entry_path
 from distributor.freshness import Freshness
 from tests.distributor.conftest import make_log
 from tests.distributor.helpers import (
@@ -81,13 +81,34 @@ def test_static_copy_served_by_a_plain_http_server_verifies_like_the_live_servic
             static_view = verify_read_path(plain.url, world)
         assert static_view == live_view
         assert static_view.size == 18 and static_view.trust_root_version == 2
-        # Every file of the static directory is byte-for-byte what the live service serves at that path.
-        for rel, content in _files(static).items():
+        # Every file of the static directory is byte-for-byte what the live service serves at that path,
+        # the entry objects included, and the checkpoint is the one served checkpoint.
+        files = _files(static)
+        assert sum(rel.startswith("entry/") for rel in files) == size
+        for rel, content in files.items():
             if rel != "checkpoint":
                 assert requests.get(f"{live.url}/{rel}", timeout=5).content == content, rel
+        wait_for(lambda: (static / "checkpoint").read_bytes() == requests.get(f"{live.url}/checkpoint",
+                                                                             timeout=5).content,
+                 what="the static checkpoint to be the served one")
 
 
-def test_static_tiles_at_tile_boundaries_and_export_from_the_database(db, world, tmp_path):
+@pytest.fixture
+def fast_dir(tmp_path):
+    """A directory for many small files: tmpfs when there is one (fsync is then nearly free; the
+    crash-safety of the writing is tested elsewhere, here only what is written)."""
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        import tempfile
+
+        path = Path(tempfile.mkdtemp(prefix="fleetkeys-test-", dir="/dev/shm"))
+        yield path
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        yield tmp_path
+
+
+def test_static_tiles_at_tile_boundaries_and_export_from_the_database(db, world, fast_dir):
+    tmp_path = fast_dir
     static = tmp_path / "static"
     app = create_app({"database": db.url, "schema": db.schema, "origin": world.origin, "log_signer": world.log,
                       "freshness_signer": world.freshness, "static_dir": str(static)})
@@ -112,6 +133,9 @@ def test_static_tiles_at_tile_boundaries_and_export_from_the_database(db, world,
                 width = min(TILE_WIDTH, size - n * TILE_WIDTH)
                 got = decode_entry_bundle((directory / entries_path(n, width)).read_bytes(), width)
                 assert got == entries[n * TILE_WIDTH:n * TILE_WIDTH + width]
+            for n in {0, size // 2, size - 1}:
+                assert (directory / entry_path(n)).read_bytes() == entries[n], (directory, n)
+            assert not (directory / entry_path(size)).exists()
     # The exporter's files are a subset of the writer's (the writer also kept older partial widths).
     written, exported = _files(static), _files(tmp_path / "export")
     assert all(written[rel] == data for rel, data in exported.items() if rel != "checkpoint")
@@ -186,7 +210,7 @@ def test_export_refuses_the_wrong_freshness_key_or_another_logs_directory(sqlite
 def test_static_checkpoint_freshness_is_renewed_and_a_lagging_directory_catches_up(sqlite_db, world, tmp_path):
     now = [1_795_600_000.0]
     storage = sqlite_db.open()
-    log = make_log(storage, world)
+    log = make_log(storage, world, clock=lambda: now[0])
     log.append_entries([b"y%d" % i for i in range(10)])
     writer = StaticWriter(str(tmp_path / "s"), log_key=world.log_note.verifier,
                           freshness=Freshness(world.origin, world.freshness, interval=60, clock=lambda: now[0]))
@@ -203,6 +227,8 @@ def test_static_checkpoint_freshness_is_renewed_and_a_lagging_directory_catches_
     now[0] += 2
     writer.sync(storage)
     assert stamp() == int(now[0])
+    # The file is the database's served checkpoint, byte for byte (what every worker serves).
+    assert (tmp_path / "s" / "checkpoint").read_bytes() == log.checkpoint()
     # A directory that lost its checkpoint (or lags) is brought up to date from the database.
     (tmp_path / "s" / "checkpoint").unlink()
     shutil.rmtree(tmp_path / "s" / "tile" / "entries")
@@ -222,9 +248,29 @@ def test_nginx_with_the_readme_configuration_serves_the_same_log(sqlite_db, worl
         with NginxProcess(data / "static", tmp_path / "nginx", upstream=f"127.0.0.1:{live.port}") as nginx:
             assert verify_read_path(nginx.url, world) == verify_read_path(live.url, world)
             assert requests.get(nginx.url + "/api/v1/info", timeout=5).json()["size"] == size  # proxied API
-            partial = requests.get(nginx.url + "/tile/0/000.p/18", timeout=5)
-            assert partial.headers["Cache-Control"] == "public, max-age=10"
-            assert requests.get(nginx.url + "/checkpoint", timeout=5).headers["Cache-Control"] == "public, max-age=5"
+            # The same header policy as the app: every tile and entry object immutable, the checkpoint short.
+            for path in ("tile/0/000.p/18", "tile/entries/000.p/18", "entry/000", "entry/017"):
+                resp, live_resp = (requests.get(f"{u}/{path}", timeout=5) for u in (nginx.url, live.url))
+                assert resp.status_code == 200 and resp.content == live_resp.content, path
+                for header in ("Cache-Control", "Content-Type"):
+                    assert resp.headers[header] == live_resp.headers[header], (path, header)
+                assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable", path
+                assert requests.get(f"{nginx.url}/{path}", headers={"If-None-Match": resp.headers["ETag"]},
+                                    timeout=5).status_code == 304, path
+            cp = requests.get(nginx.url + "/checkpoint", timeout=5)
+            assert cp.headers["Cache-Control"] == "public, max-age=5"
+            assert cp.headers["Content-Type"] == "text/plain; charset=utf-8"
             assert requests.get(nginx.url + "/.lock", timeout=5).status_code == 404
-            missing = requests.get(nginx.url + "/tile/0/000", timeout=5)  # not full yet: never cache the 404
-            assert missing.status_code == 404 and missing.headers["Cache-Control"] == "no-store"
+            assert requests.get(nginx.url + "/entry/.000.tmp", timeout=5).status_code == 404
+            for path in ("tile/0/000", "entry/018"):  # not there yet: never cache the 404
+                missing = requests.get(f"{nginx.url}/{path}", timeout=5)
+                assert missing.status_code == 404 and missing.headers["Cache-Control"] == "no-store", path
+                assert missing.json() == {"error": "not found"}, path
+
+
+def test_the_readme_shows_the_nginx_block_the_code_generates():
+    from distributor.export import nginx_server_block
+
+    block = nginx_server_block("/srv/fleetkeys/static", "80", "fleetkeys_api")
+    indented = "".join("    " + line + "\n" if line else "\n" for line in block.rstrip("\n").split("\n"))
+    assert indented in (REPO / "README.md").read_text(), "README.md's nginx block differs from nginx_server_block()"
