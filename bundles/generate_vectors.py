@@ -40,7 +40,7 @@ from verifier.checkpoint import Checkpoint
 from verifier.cjson import dumps_canonical
 from verifier.cosignature import add_cosignatures
 from verifier.errors import VerificationError
-from verifier.keyset import Fleet
+from verifier.keyset import Fleet, TrustRootRef
 from verifier.merkle import consistency_proof, inclusion_proof, leaf_hash, leaves_reader
 from verifier.note import sign_note
 from verifier.signatures import SignatureEntry
@@ -284,6 +284,15 @@ def build() -> dict[str, bytes]:
     bad_bundle("keyset-epoch-mismatch", "Statement signs epoch 2 over the (valid) epoch 1 keyset: keyset "
                "epoch != statement epoch (step 7).", resign(w, w.statement(ks1, 2), ks1), "MismatchError",
                "but the statement signs")
+
+    ks_wrong_root = w.keyset(1, [fleet("fleet-1")], root=TrustRootRef(1, hashlib.sha256(b"another v1 body").digest()))
+    bad_bundle("keyset-names-another-root", "Epoch 1 keyset naming trust root v1 with another body digest, "
+               "validly signed: the keyset is bound to a root that is not the one verifying it (FORMAT.md "
+               "§3.3).", w.bundle(ks_wrong_root, 1), "MismatchError", "names trust root v1 with body SHA-256")
+    ks_newer_root = w.keyset(1, [fleet("fleet-1")], root=TrustRootRef(2, hashlib.sha256(b"a v2 body").digest()))
+    bad_bundle("keyset-names-newer-root", "Epoch 1 keyset naming trust root v2 while v1 is in force, validly "
+               "signed: a rotation was not shown to this client (FORMAT.md §3.3).", w.bundle(ks_newer_root, 1),
+               "TrustRootError", "a rotation was not shown")
 
     ns = w.namespace.encode()
     epoch_msg = b"\x08\x81\x00"  # epoch 1 as a two-byte varint: not minimal

@@ -14,8 +14,10 @@ from pathlib import Path
 import click
 
 from verifier.bundle import verify_bundle
-from verifier.client import Client, FetchError
-from verifier.errors import VerificationError
+from verifier.client import Client
+from verifier.errors import EmptyLogError, FetchError, VerificationError
+from verifier.fetch import DirectoryFetcher
+from verifier.http import sanitize
 from verifier.keyset import Fleet, format_time, parse_time
 from verifier.note import NoteVerifier
 from verifier.signatures import KeyGroup
@@ -24,7 +26,7 @@ from verifier.update import ClientState, verify_update
 
 
 def _fail(exc: Exception) -> None:
-    click.echo(f"FAILED: {type(exc).__name__}: {exc}", err=True)
+    click.echo(f"FAILED: {type(exc).__name__}: {sanitize(str(exc), 1000)}", err=True)
     sys.exit(1)
 
 
@@ -52,15 +54,26 @@ def _read_root(path: str) -> bytes:
 @click.command("verify")
 @click.option("--trust-root", "trust_root", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Bootstrap trust root (JSON envelope) shipped with the app.")
-@click.option("--distributor", required=True, help="Distributor base URL, e.g. http://127.0.0.1:8080")
+@click.option("--distributor", "mirrors", multiple=True, metavar="URL",
+              help="Base URL of the log's static files: the distributor, a CDN or any static mirror (repeat for "
+                   "failover, tried in order).")
+@click.option("--static", "static_dir", type=click.Path(exists=True, file_okay=False),
+              help="Read the log from a static export directory instead of over HTTP.")
 @click.option("--state", "state_dir", required=True, type=click.Path(file_okay=False), help="State directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify_cmd(trust_root: str, distributor: str, state_dir: str, as_json: bool) -> None:
-    """Fetch, verify and print the fleet keys in force, exactly as an app would."""
+def verify_cmd(trust_root: str, mirrors: tuple[str, ...], static_dir: str | None, state_dir: str,
+               as_json: bool) -> None:
+    """Fetch, verify and print the fleet keys in force, exactly as an app would.
+
+    Reads only the log's static files (checkpoint, entries, tiles): no dynamic API is needed.
+    """
+    if bool(mirrors) == bool(static_dir):
+        raise click.UsageError("give --distributor URL (one or more) or --static DIR")
     try:
-        client = Client(distributor, _read_root(trust_root), state_dir)
+        fetcher = DirectoryFetcher(static_dir) if static_dir else None
+        client = Client(list(mirrors) or None, _read_root(trust_root), state_dir, fetcher=fetcher)
         result = client.refresh()
-    except (VerificationError, FetchError) as exc:
+    except (VerificationError, FetchError, EmptyLogError) as exc:
         _fail(exc)
     _print_fleets(result.fleets, as_json, {"epoch": result.epoch, "checkpoint_size": result.checkpoint_size,
                                            "offline": result.offline, "status": result.message})

@@ -13,12 +13,12 @@ from verifier import ed25519
 from verifier.bundle import Bundle, countersignature_message
 from verifier.checkpoint import Checkpoint, sign_checkpoint
 from verifier.cosignature import CosignatureSigner, add_cosignatures
-from verifier.keyset import GENESIS_PREVIOUS, Fleet, encode_keyset, parse_time
+from verifier.keyset import GENESIS_PREVIOUS, Fleet, TrustRootRef, encode_keyset, parse_time
 from verifier.merkle import leaf_hash, root
 from verifier.note import ALG_COSIGNATURE_V1, NoteSigner, NoteVerifier
 from verifier.signatures import KeyGroup, SignatureEntry
 from verifier.statement import Statement
-from verifier.trustroot import LogConfig, encode_envelope, encode_trust_root_body, load_trust_root
+from verifier.trustroot import LogConfig, encode_envelope, encode_trust_root_body, load_trust_root, parse_trust_root_body
 
 NAMESPACE = "example.messenger/backup-vaults/v1"
 ORIGIN = "log.fleetkeys.example/v1"
@@ -103,12 +103,19 @@ class World:
     def trust_root(self):
         return load_trust_root(self.trust_root_bytes())
 
+    def root_ref(self, body: bytes | None = None) -> TrustRootRef:
+        """The name of a trust root (default: this world's v1 root) as a keyset carries it."""
+        body = body if body is not None else self.trust_root_body()
+        return TrustRootRef(parse_trust_root_body(body).version, hashlib.sha256(body).digest())
+
     def keyset(self, epoch: int, fleets, previous: bytes | None = None, issued_at: int = T0,
-               expires_at: int | None = None) -> bytes:
+               expires_at: int | None = None, root: TrustRootRef | None | bool = True) -> bytes:
+        """A canonical keyset naming ``root`` (``True``: the world's v1 root; ``None``: no name, as
+        keysets logged before the field existed)."""
         return encode_keyset(epoch=epoch, namespace=self.namespace, issued_at=issued_at + epoch,
                              expires_at=expires_at if expires_at is not None else T0 + 20 * YEAR,
                              previous=previous if previous is not None else GENESIS_PREVIOUS,
-                             fleets=fleets)
+                             fleets=fleets, trust_root=self.root_ref() if root is True else root or None)
 
     def statement(self, keyset: bytes, epoch: int, ciphersuite: int = 1) -> bytes:
         return Statement(ciphersuite, self.namespace, (T0 + epoch) * 1000, epoch,

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .cjson import dumps_canonical, expect_object, expect_str, loads_canonical
-from .errors import DigestError, FormatError, MismatchError
+from .errors import DigestError, FormatError, MismatchError, TrustRootError
 from .keyset import MAX_KEYSET_SIZE, Keyset, parse_keyset
 from .note import b64decode_strict
 from .signatures import SignatureEntry, parse_signature_entries, verify_threshold
@@ -126,7 +126,40 @@ def verify_parsed_bundle(bundle: Bundle, trust_root: TrustRoot, raw: bytes) -> V
     if keyset.namespace != statement.namespace or keyset.epoch != statement.epoch:
         raise MismatchError(f"bundle: keyset is {keyset.namespace!r} epoch {keyset.epoch} but the statement "
                             f"signs {statement.namespace!r} epoch {statement.epoch}")
+    check_names_root(keyset, trust_root)
     return VerifiedBundle(bundle, statement, keyset, raw)
+
+
+def check_names_root(keyset: Keyset, trust_root: TrustRoot) -> None:
+    """The keyset's ``trust_root`` name against the root verifying it (FORMAT.md §3.3).
+
+    Naming this root's version requires this root's body digest (:class:`MismatchError`); naming a
+    newer version means a rotation this verifier was not shown (:class:`TrustRootError`); naming an
+    older one is accepted, because the signatures were just checked under the newer root (an app
+    whose bootstrap root is newer than the log's position). A keyset without the name (logged
+    before it existed) is not checked here: log writers refuse new ones (``require_root_name``).
+    """
+    ref = keyset.trust_root
+    if ref is None or ref.version < trust_root.version:
+        return
+    if ref.version > trust_root.version:
+        raise TrustRootError(f"keyset epoch {keyset.epoch} names trust root v{ref.version}, but it is being verified "
+                             f"under v{trust_root.version}: a rotation was not shown to this verifier")
+    digest = hashlib.sha256(trust_root.body).digest()
+    if ref.sha256 != digest:
+        raise MismatchError(f"keyset epoch {keyset.epoch} names trust root v{ref.version} with body SHA-256 "
+                            f"{ref.sha256.hex()}, but v{trust_root.version} in force has {digest.hex()}")
+
+
+def require_root_name(keyset: Keyset, trust_root: TrustRoot) -> None:
+    """What a log writer (the distributor, ``publish``) demands of a new keyset: it names exactly the
+    root in force, version and body digest (:class:`MismatchError` otherwise)."""
+    ref = keyset.trust_root
+    digest = hashlib.sha256(trust_root.body).digest()
+    if ref is None or ref.version != trust_root.version or ref.sha256 != digest:
+        named = "no trust root" if ref is None else f"trust root v{ref.version} ({ref.sha256.hex()[:16]}…)"
+        raise MismatchError(f"keyset epoch {keyset.epoch} names {named}; a new keyset must name the trust root in "
+                            f"force, v{trust_root.version} ({digest.hex()[:16]}…)")
 
 
 __all__ = [
@@ -134,6 +167,8 @@ __all__ = [
     "COUNTERSIGNATURE_PREFIX",
     "FORMAT",
     "VerifiedBundle",
+    "check_names_root",
+    "require_root_name",
     "countersignature_message",
     "parse_bundle",
     "verify_bundle",

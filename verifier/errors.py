@@ -84,6 +84,10 @@ class FetchError(VerifierError):
     """The log or a mirror could not be read (unreachable, deadline, refused redirect, HTTP error)."""
 
 
+class StateConflictError(VerifierError):
+    """Another process saved the client state since this one read it (compare-and-swap refused)."""
+
+
 class EmptyLogError(VerifierError):
     """The log holds no bundle yet: there is nothing to verify (not a verification failure)."""
 
@@ -91,6 +95,7 @@ class EmptyLogError(VerifierError):
 __all__ = [
     "EmptyLogError",
     "FetchError",
+    "StateConflictError",
     "VerifierError",
     "VerificationError",
     "FormatError",

@@ -115,7 +115,7 @@ def read_body(url: str, status: int, content_length: str | None, read1: Callable
         raise SizeLimitError(f"GET {sanitize(url)}: response of {content_length.strip()} bytes exceeds the "
                              f"{limit}-byte cap")
     data = bytearray()
-    while chunk := read1(_CHUNK):
+    while chunk := read1(min(_CHUNK, limit + 1 - len(data))):
         data += chunk
         if len(data) > limit:
             if not 200 <= status < 300:

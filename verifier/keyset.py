@@ -53,6 +53,10 @@ _FLEET_ID_RE = re.compile(r"\A[A-Za-z0-9._-]{1,64}\Z")
 NAMESPACE_RE = re.compile(r"\A[A-Za-z0-9._:/-]{1,256}\Z")
 _HEX64_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 _KEYSET_FIELDS = {"epoch", "expires_at", "fleets", "issued_at", "namespace", "previous"}
+#: Optional for keysets logged before it existed; every new bundle carries it (FORMAT.md §3.3).
+_KEYSET_OPTIONAL = {"trust_root"}
+#: Largest trust-root version a keyset can name (the trust root's own bound).
+MAX_TRUST_ROOT_VERSION = 1 << 31
 _FLEET_FIELDS = {"algorithm", "fleet_id", "not_after", "not_before", "public_key", "status"}
 
 # X25519 u-coordinates of small order (and their non-canonical twins), from the curve25519 literature:
@@ -144,8 +148,22 @@ class Fleet:
 
 
 @dataclass(frozen=True)
+class TrustRootRef:
+    """The trust root a keyset was signed under: its ``version`` and the SHA-256 of its body bytes."""
+
+    version: int
+    sha256: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256.hex(), "version": self.version}
+
+
+@dataclass(frozen=True)
 class Keyset:
-    """A parsed keyset and the exact bytes it came from (``raw``; ``digest`` = SHA-256(raw))."""
+    """A parsed keyset and the exact bytes it came from (``raw``; ``digest`` = SHA-256(raw)).
+
+    ``trust_root`` is the root it names (``None`` for a keyset logged before the field existed).
+    """
 
     epoch: int
     namespace: str
@@ -155,6 +173,7 @@ class Keyset:
     fleets: tuple[Fleet, ...]
     raw: bytes
     digest: bytes
+    trust_root: TrustRootRef | None = None
 
     def fleet(self, fleet_id: str) -> Fleet | None:
         return next((f for f in self.fleets if f.fleet_id == fleet_id), None)
@@ -190,7 +209,7 @@ def parse_keyset(data: bytes) -> Keyset:
 
     Precondition for clients: the keyset digest was already checked against a verified statement.
     """
-    obj = expect_object(loads_canonical(data, "keyset", MAX_KEYSET_SIZE), _KEYSET_FIELDS, "keyset")
+    obj = expect_object(loads_canonical(data, "keyset", MAX_KEYSET_SIZE), _KEYSET_FIELDS, "keyset", _KEYSET_OPTIONAL)
     epoch = expect_int(obj["epoch"], "keyset.epoch", 1, MAX_EPOCH)
     namespace = expect_str(obj["namespace"], "keyset.namespace")
     if not NAMESPACE_RE.match(namespace):
@@ -215,12 +234,26 @@ def parse_keyset(data: bytes) -> Keyset:
         raise FormatError("keyset.fleets: fleet_ids must be unique and sorted")
     raw = bytes(data)
     return Keyset(epoch, namespace, issued_at, expires_at, bytes.fromhex(previous), fleets, raw,
-                  hashlib.sha256(raw).digest())
+                  hashlib.sha256(raw).digest(), _parse_root_ref(obj.get("trust_root")))
+
+
+def _parse_root_ref(value: Any) -> TrustRootRef | None:
+    if value is None:
+        return None
+    obj = expect_object(value, {"sha256", "version"}, "keyset.trust_root")
+    digest = obj["sha256"]
+    if not isinstance(digest, str) or not _HEX64_RE.match(digest):
+        raise FormatError("keyset.trust_root.sha256: expected 64 lower-case hex digits")
+    return TrustRootRef(expect_int(obj["version"], "keyset.trust_root.version", 1, MAX_TRUST_ROOT_VERSION),
+                        bytes.fromhex(digest))
 
 
 def encode_keyset(*, epoch: int, namespace: str, issued_at: int, expires_at: int, previous: bytes,
-                  fleets: list[Fleet] | tuple[Fleet, ...]) -> bytes:
-    """Build canonical keyset bytes (fleets sorted by id) and check them with :func:`parse_keyset`."""
+                  fleets: list[Fleet] | tuple[Fleet, ...], trust_root: TrustRootRef | None = None) -> bytes:
+    """Build canonical keyset bytes (fleets sorted by id) and check them with :func:`parse_keyset`.
+
+    ``trust_root`` names the root the keyset will be signed under (every new keyset should).
+    """
     obj = {
         "epoch": epoch,
         "expires_at": format_time(expires_at),
@@ -229,6 +262,8 @@ def encode_keyset(*, epoch: int, namespace: str, issued_at: int, expires_at: int
         "namespace": namespace,
         "previous": previous.hex(),
     }
+    if trust_root is not None:
+        obj["trust_root"] = trust_root.to_json()
     data = dumps_canonical(obj)
     parse_keyset(data)
     return data
@@ -307,6 +342,7 @@ __all__ = [
     "GENESIS_PREVIOUS",
     "Keyset",
     "STATUSES",
+    "TrustRootRef",
     "canonicalize_keyset",
     "ChainLink",
     "ChainStep",

@@ -253,7 +253,61 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
                                f"{bytes(root2).hex()} (size {size2})")
 
 
+# -- the frontier (compact range) of a tree: append leaves without any proof --------------------------
+
+
+def frontier_heights(size: int) -> list[int]:
+    """Heights of the perfect subtrees a ``size``-leaf tree decomposes into, lowest first (its set bits)."""
+    return [h for h in range(size.bit_length()) if size >> h & 1]
+
+
+def frontier_root(frontier: Sequence[bytes]) -> bytes:
+    """The RFC 9162 root of a tree from its frontier (subtree roots, lowest height first)."""
+    if not frontier:
+        return EMPTY_ROOT
+    acc = frontier[0]
+    for left in frontier[1:]:
+        acc = hashlib.sha256(b"\x01" + left + acc).digest()
+    return acc
+
+
+def frontier_append(size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The frontier after appending ``leaf_hashes`` to the ``size``-leaf tree whose frontier is ``frontier``.
+
+    Precondition: ``len(frontier) == size.bit_count()``. The new root is :func:`frontier_root` of the
+    result; comparing it with a signed root verifies, at once, that the old tree is a prefix of the
+    new one (consistency) and that the appended leaves are exactly the new tree's last leaves
+    (inclusion), with no proof hashes at all.
+    """
+    heights = frontier_heights(size)
+    if len(frontier) != len(heights):
+        raise ProofError(f"frontier of a {size}-leaf tree must hold {len(heights)} hashes, found {len(frontier)}")
+    stack = dict(zip(heights, frontier, strict=True))
+    sha = hashlib.sha256
+    for leaf in leaf_hashes:
+        node, h = leaf, 0
+        while size >> h & 1:
+            node = sha(b"\x01" + stack.pop(h) + node).digest()
+            h += 1
+        stack[h] = node
+        size += 1
+    return tuple(stack[h] for h in sorted(stack))
+
+
+def frontier_of(size: int, node: NodeReader) -> tuple[bytes, ...]:
+    """The frontier of the ``size``-leaf tree whose complete-subtree hashes ``node`` reads."""
+    out, start = [], size
+    for h in frontier_heights(size):
+        start -= 1 << h
+        out.append(node(h, start >> h))
+    return tuple(out)
+
+
 __all__ = [
+    "frontier_append",
+    "frontier_heights",
+    "frontier_of",
+    "frontier_root",
     "HASH_SIZE",
     "EMPTY_ROOT",
     "NodeReader",

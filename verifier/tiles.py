@@ -11,8 +11,9 @@ Paths::
     tile/entries/<N>[.p/<W>]      entry bundle: W entries, each a big-endian uint16 length + bytes
 
 ``<N>`` is written in groups of three decimal digits, every group but the last prefixed with ``x``
-(``1234067`` -> ``x001/x234/067``; ``5`` -> ``005``). Full tiles never change and can be cached
-forever; a partial tile is replaced by a wider one as the log grows.
+(``1234067`` -> ``x001/x234/067``; ``5`` -> ``005``). Every tile never changes, partial ones too:
+a partial tile's URL names its width, so the log growing makes a new URL, never new bytes at an old
+one. Clients cache all of them forever; only the checkpoint changes.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
         raise FormatError(f"tile level {level} out of range")
     suffix = "" if width == TILE_WIDTH else f".p/{width}"
     return f"tile/{level}/{encode_index(index)}{suffix}"
+
+
+def entry_object_path(index: int) -> str:
+    """``entry/<N>``: the per-entry object of entry ``index`` (a fleetkeys extension to tlog-tiles,
+    ``bundles/FORMAT.md``), ``<N>`` encoded like a tile index; its body is the entry's exact bytes."""
+    return "entry/" + encode_index(index)
 
 
 def entries_path(index: int, width: int = TILE_WIDTH) -> str:
@@ -234,6 +241,7 @@ __all__ = [
     "encode_entry_bundle",
     "encode_index",
     "entries_path",
+    "entry_object_path",
     "parse_tile_path",
     "tile_hashes",
     "tile_node_reader",

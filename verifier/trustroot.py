@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cjson import dumps_canonical, expect_int, expect_object, expect_str, loads_canonical
-from .errors import ExpiredError, FormatError, RollbackError, TrustRootError, VerificationError
+from .errors import ExpiredError, FormatError, RollbackError, SizeLimitError, TrustRootError, VerificationError
 from .keyset import NAMESPACE_RE, format_time, parse_time
 from .note import ALG_COSIGNATURE_V1, ALG_ED25519, NoteVerifier, b64decode_strict
 from .signatures import KeyGroup, SignatureEntry, parse_signature_entries, verify_threshold
@@ -215,6 +215,30 @@ def verify_rotation(current: TrustRoot, data: bytes) -> TrustRoot:
     return new
 
 
+#: Largest per-version trust-root object: a decimal index line and an envelope.
+MAX_TRUST_ROOT_OBJECT = 32 + MAX_TRUST_ROOT_SIZE
+
+
+def trust_root_object_path(version: int) -> str:
+    """``trust-root/<version>`` (decimal): the static object locating rotation ``version`` in the log."""
+    return f"trust-root/{version}"
+
+
+def encode_trust_root_object(index: int, envelope: bytes) -> bytes:
+    """The per-version object: ``<log index, decimal>\n`` followed by the exact rotation envelope."""
+    return b"%d\n" % index + envelope
+
+
+def parse_trust_root_object(data: bytes) -> tuple[int, bytes]:
+    """``(index, envelope)`` of a per-version object (unauthenticated: prove ``envelope`` at ``index``)."""
+    if len(data) > MAX_TRUST_ROOT_OBJECT:
+        raise SizeLimitError(f"trust-root object: {len(data)} bytes exceeds {MAX_TRUST_ROOT_OBJECT}")
+    head, sep, envelope = data.partition(b"\n")
+    if not sep or not head.isdigit() or (len(head) > 1 and head[:1] == b"0") or len(head) > 19:
+        raise FormatError("trust-root object: expected a canonical decimal log index line, then the envelope")
+    return int(head), envelope
+
+
 def sign_trust_root(body: bytes, signers: list[tuple[str, Any]]) -> bytes:
     """Envelope ``body`` with signatures by ``(role, Signer)`` pairs (deduplicated by key)."""
     message = signing_message(body)
@@ -229,6 +253,10 @@ def sign_trust_root(body: bytes, signers: list[tuple[str, Any]]) -> bytes:
 
 
 __all__ = [
+    "MAX_TRUST_ROOT_OBJECT",
+    "encode_trust_root_object",
+    "parse_trust_root_object",
+    "trust_root_object_path",
     "FORMAT",
     "KeyGroup",
     "LogConfig",

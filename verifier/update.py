@@ -56,28 +56,68 @@ from .errors import (
     TrustRootError,
 )
 from .keyset import Fleet, Keyset, check_next_epoch, parse_keyset
-from .merkle import MAX_PROOF_HASHES, leaf_hash, verify_consistency, verify_inclusion
+from .merkle import MAX_PROOF_HASHES, frontier_root, leaf_hash, verify_consistency, verify_inclusion
 from .note import MAX_NOTE_SIZE, b64decode_strict, parse_note
 from .tlogproof import MAX_PROOF_SIZE, TlogProof, parse_tlog_proof
 from .trustroot import TrustRoot, load_trust_root, verify_rotation
 
-STATE_FORMAT = "fleetkeys/client-state/v1"
-MAX_STATE_SIZE = 1024 * 1024
-#: Tolerated clock skew (seconds) for "issued in the future".
+STATE_FORMAT = "fleetkeys/client-state/v2"
+#: The earlier state format, still read (and migrated: see :meth:`ClientState.from_bytes`).
+STATE_FORMAT_V1 = "fleetkeys/client-state/v1"
+MAX_STATE_SIZE = 4 * 1024 * 1024
+#: Tolerated clock skew (seconds) for "issued in the future" and for a freshness time ahead of ``now``.
 CLOCK_SKEW = 300
+#: How much older than the newest one already seen a checkpoint's freshness time may be (seconds):
+#: each CDN edge caches ``/checkpoint`` for its max-age (5 s), so two reads may see times a few seconds
+#: apart, the later read older. Such a checkpoint is accepted (it must still be within ``max_age``)
+#: and never lowers the saved time; one older by more is a replayed checkpoint (:class:`RollbackError`).
+FRESHNESS_SLACK = 60
 #: Bound on trust-root rotations remembered in the state.
 MAX_ROTATIONS = 1024
+#: Bound on the revoked fleet ids and keys remembered (160 fleets a keyset: ~100 keysets' worth).
+MAX_REVOKED = 16384
+
+
+def revocation_marks(keyset: Keyset) -> frozenset[str]:
+    """What ``keyset`` revokes: ``id:<fleet_id>`` and ``key:<algorithm>:<base64 key>`` of every revoked fleet."""
+    return frozenset(m for f in keyset.fleets if f.status == "revoked" for m in _marks(f))
+
+
+def _marks(fleet: Fleet) -> tuple[str, str]:
+    return f"id:{fleet.fleet_id}", f"key:{fleet.algorithm}:{base64.b64encode(fleet.public_key).decode()}"
+
+
+def check_revocations(revoked: frozenset[str], keyset: Keyset) -> frozenset[str]:
+    """The revocation rule: a fleet id or key once revoked is never ``active`` again; returns the new set.
+
+    Raises :class:`RollbackError` naming the fleet when an active fleet reuses a revoked id or key,
+    :class:`SizeLimitError` past :data:`MAX_REVOKED` marks.
+    """
+    for f in keyset.fleets:
+        if f.status == "active":
+            hit = [m for m in _marks(f) if m in revoked]
+            if hit:
+                raise RollbackError(f"keyset epoch {keyset.epoch}: fleet {f.fleet_id!r} is active but its "
+                                    f"{'id' if hit[0].startswith('id:') else 'key'} was revoked in an earlier epoch "
+                                    "(a revocation is never undone)")
+    out = revoked | revocation_marks(keyset)
+    if len(out) > MAX_REVOKED:
+        raise SizeLimitError(f"more than {MAX_REVOKED} revoked fleet ids and keys")
+    return out
 
 
 @dataclass(frozen=True)
 class ClientState:
     """What a client remembers between updates. Immutable; every update returns a new one.
 
-    ``keyset`` is the last accepted keyset's bytes (so the client can work offline until it expires),
-    ``checkpoint_size``/``checkpoint_root`` the largest tree head it accepted, ``freshness_time`` the
-    newest freshness cosignature time it saw, ``trust_root`` the envelope of a rotated trust root
-    it followed (``None`` while the bootstrap root is in force) and ``rotation_indexes`` the log
-    indexes of the rotations followed.
+    ``keyset`` is the last accepted keyset's bytes (so the client can work offline until it expires)
+    and ``bundle`` the exact log entry that carried it; ``checkpoint_size``/``checkpoint_root`` the
+    largest tree head it accepted and ``frontier`` that tree's frontier (the roots of its perfect
+    subtrees, lowest first: what appending entries needs, :func:`verifier.merkle.frontier_append`);
+    ``freshness_time`` the newest freshness time it accepted (never later than the clock then);
+    ``trust_root`` the envelope of a rotated trust root it followed (``None`` while the bootstrap root
+    is in force) and ``rotation_indexes`` the log indexes of the rotations followed; ``revoked`` the
+    revocation marks of every keyset accepted (:func:`check_revocations`).
     """
 
     keyset: bytes | None = None
@@ -87,6 +127,10 @@ class ClientState:
     trust_root: bytes | None = None
     rotation_indexes: tuple[int, ...] = ()
     """Log indexes of the trust-root rotations followed (entries allowed after the newest bundle)."""
+    frontier: tuple[bytes, ...] = ()
+    """Empty for a state migrated from v1 until its first refresh rebuilds it from checked tiles."""
+    bundle: bytes | None = None
+    revoked: frozenset[str] = frozenset()
 
     @functools.cached_property
     def saved_keyset(self) -> Keyset | None:
@@ -104,44 +148,75 @@ class ClientState:
 
     def to_bytes(self) -> bytes:
         """Canonical JSON; see :meth:`from_bytes`."""
+        def b64(value: bytes | None) -> str:
+            return base64.b64encode(value).decode() if value else ""
+
         return dumps_canonical({
-            "checkpoint_root": base64.b64encode(self.checkpoint_root).decode() if self.checkpoint_root else "",
+            "bundle": b64(self.bundle),
+            "checkpoint_root": b64(self.checkpoint_root),
             "checkpoint_size": self.checkpoint_size,
             "format": STATE_FORMAT,
             "freshness_time": self.freshness_time,
-            "keyset": base64.b64encode(self.keyset).decode() if self.keyset else "",
+            "frontier": [b64(h) for h in self.frontier],
+            "keyset": b64(self.keyset),
+            "revoked": sorted(self.revoked),
             "rotation_indexes": list(self.rotation_indexes),
-            "trust_root": base64.b64encode(self.trust_root).decode() if self.trust_root else "",
+            "trust_root": b64(self.trust_root),
         })
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ClientState:
-        """Parse saved state strictly. The keyset inside is re-parsed (it was verified when saved)."""
-        obj = expect_object(loads_canonical(data, "client state", MAX_STATE_SIZE),
-                            {"checkpoint_root", "checkpoint_size", "format", "freshness_time", "keyset", "rotation_indexes",
-                             "trust_root"},
-                            "client state")
-        if obj["format"] != STATE_FORMAT:
+        """Parse saved state strictly. The keyset inside is re-parsed (it was verified when saved).
+
+        A ``fleetkeys/client-state/v1`` state (no frontier, entry or revocation marks) is migrated: its
+        frontier is rebuilt at the next refresh from hash tiles checked against the saved root, its
+        revocation marks start from the saved keyset's revoked fleets, and the next save writes v2.
+        """
+        v1 = {"checkpoint_root", "checkpoint_size", "format", "freshness_time", "keyset", "rotation_indexes",
+              "trust_root"}
+        raw = loads_canonical(data, "client state", MAX_STATE_SIZE)
+        version = raw.get("format") if isinstance(raw, dict) else None
+        fields = v1 if version == STATE_FORMAT_V1 else v1 | {"bundle", "frontier", "revoked"}
+        obj = expect_object(raw, fields, "client state")
+        if obj["format"] not in (STATE_FORMAT, STATE_FORMAT_V1):
             raise FormatError(f"client state: format must be {STATE_FORMAT!r}")
 
-        def blob(name: str) -> bytes | None:
-            value = obj[name]
+        def blob(value: object, name: str) -> bytes | None:
             if not isinstance(value, str):
                 raise FormatError(f"client state.{name}: expected base64")
             return b64decode_strict(value, f"client state.{name}") if value else None
 
-        root = blob("checkpoint_root")
+        root = blob(obj["checkpoint_root"], "checkpoint_root")
         size = expect_int(obj["checkpoint_size"], "client state.checkpoint_size", 0, (1 << 63) - 1)
         if (root is None) != (size == 0) or (root is not None and len(root) != 32):
             raise FormatError("client state: checkpoint size and root disagree")
-        keyset = blob("keyset")
+        keyset = blob(obj["keyset"], "keyset")
         rotations = obj["rotation_indexes"]
         if not isinstance(rotations, list) or len(rotations) > MAX_ROTATIONS:
             raise FormatError(f"client state.rotation_indexes: expected a list of at most {MAX_ROTATIONS} indexes")
         indexes = tuple(expect_int(i, "client state.rotation_indexes[]", 0, size) for i in rotations)
+        frontier: tuple[bytes, ...] = ()
+        bundle = None
+        revoked: frozenset[str] = frozenset()
+        if version == STATE_FORMAT:
+            hashes = obj["frontier"]
+            if not isinstance(hashes, list) or len(hashes) > 64:
+                raise FormatError("client state.frontier: expected a list of at most 64 hashes")
+            frontier = tuple(blob(h, "frontier[]") or b"" for h in hashes)
+            if frontier and (len(frontier) != size.bit_count() or any(len(h) != 32 for h in frontier)
+                             or frontier_root(frontier) != root):
+                raise FormatError("client state.frontier: does not match the saved tree head")
+            bundle = blob(obj["bundle"], "bundle")
+            marks = obj["revoked"]
+            if (not isinstance(marks, list) or len(marks) > MAX_REVOKED or not all(isinstance(m, str) for m in marks)
+                    or marks != sorted(set(marks))):
+                raise FormatError(f"client state.revoked: expected a sorted list of at most {MAX_REVOKED} marks")
+            revoked = frozenset(marks)
         state = cls(keyset, size, root, expect_int(obj["freshness_time"], "client state.freshness_time", 0, 1 << 62),
-                    blob("trust_root"), indexes)
-        _ = state.saved_keyset  # parse (and cache) the keyset now: a corrupt one fails at load
+                    blob(obj["trust_root"], "trust_root"), indexes, frontier, bundle, revoked)
+        ks = state.saved_keyset  # parse (and cache) the keyset now: a corrupt one fails at load
+        if version == STATE_FORMAT_V1 and ks is not None:
+            state = replace(state, revoked=revocation_marks(ks))
         return state
 
     def trust_root_in_force(self, bootstrap: TrustRoot) -> TrustRoot:
@@ -186,7 +261,7 @@ def _check_size(data: bytes, limit: int, what: str) -> None:
 def verify_checkpoint(checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState, now: int,
                       consistency: Sequence[bytes]) -> VerifiedCheckpoint:
     """Steps 10 and 12: signature, origin, witnesses, freshness, consistency with ``state``."""
-    vcp = _open_checkpoint(checkpoint, trust_root=trust_root, state=state, now=now)
+    vcp = verify_checkpoint_note(checkpoint, trust_root=trust_root, state=state, now=now)
     _check_consistency(vcp.checkpoint, state, consistency)
     return vcp
 
@@ -199,18 +274,25 @@ def _check_sizes(checkpoint: bytes, proof: bytes, consistency: Sequence[bytes]) 
         raise SizeLimitError(f"consistency proof: more than {MAX_PROOF_HASHES} hashes")
 
 
-def _open_checkpoint(checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState, now: int) -> VerifiedCheckpoint:
-    """Step 10: log signature and origin, witness threshold, freshness cosignature."""
+def verify_checkpoint_note(checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState, now: int) -> VerifiedCheckpoint:
+    """Step 10: log signature and origin, witness threshold, freshness cosignature.
+
+    The result's ``freshness_time`` is what a state saves: the cosignature's time capped at ``now``,
+    never below the state's (a time up to :data:`FRESHNESS_SLACK` older is accepted, not saved).
+    """
     signed: SignedCheckpoint = open_checkpoint(checkpoint, trust_root.log.key, trust_root.log.origin)
     cp = signed.checkpoint
     if trust_root.witnesses.threshold:
         verify_cosignatures(signed.note, trust_root.witnesses.keys, trust_root.witnesses.threshold, what="witness")
     fresh = verify_cosignatures(signed.note, [trust_root.log.freshness_key], 1, what="log freshness")[0]
     check_fresh(fresh.timestamp, now, trust_root.log.max_age, what="checkpoint freshness cosignature")
-    if fresh.timestamp < state.freshness_time:
+    if fresh.timestamp < state.freshness_time - FRESHNESS_SLACK:
         raise RollbackError(f"checkpoint freshness time {fresh.timestamp} is older than the {state.freshness_time} "
                             "already seen (replayed checkpoint)")
-    return VerifiedCheckpoint(cp, fresh.timestamp)
+    # A time ahead of ``now`` (within the allowed skew) is accepted but never saved as is: the honest
+    # log's next checkpoint, stamped by a correct clock, would otherwise look like a replay. A time a
+    # little older than the saved one (a CDN edge's cached copy) is accepted and never saved either.
+    return VerifiedCheckpoint(cp, max(state.freshness_time, min(fresh.timestamp, now)))
 
 
 def _check_consistency(cp: Checkpoint, state: ClientState, consistency: Sequence[bytes]) -> None:
@@ -287,7 +369,7 @@ def verify_update(bundle: bytes, proof: bytes, checkpoint: bytes, *, trust_root:
     else:
         keyset = verify_parsed_bundle(envelope, root, bytes(bundle)).keyset                                  # 3-7
     changed = _check_epoch(keyset, state, now)                                       # 8-9
-    vcp = _open_checkpoint(checkpoint, trust_root=root, state=state, now=now)        # 10
+    vcp = verify_checkpoint_note(checkpoint, trust_root=root, state=state, now=now)        # 10
     parsed = _verify_inclusion(bundle, proof, vcp.checkpoint)                        # 11
     _check_consistency(vcp.checkpoint, state, consistency)                           # 12
     if require_latest:
@@ -326,6 +408,7 @@ __all__ = [
     "VerifiedCheckpoint",
     "VerifiedUpdate",
     "verify_checkpoint",
+    "verify_checkpoint_note",
     "verify_trust_root_update",
     "verify_update",
 ]

@@ -7,7 +7,7 @@ the failed check, and that nothing the client persists changed (:func:`refused`,
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.attacks.simulator import Simulator
-from tests.factory import T0, SeedSigner, World
+from tests.factory import T0, SeedSigner, World, fleet
 from verifier.bundle import parse_bundle
 from verifier.checkpoint import parse_checkpoint_body
 from verifier.client import Client
 from verifier.note import parse_note
+from verifier.tiles import encode_entry_bundle
 from verifier.trustroot import TrustRoot, load_trust_root, sign_trust_root
 from verifier.update import ClientState, VerifiedUpdate, verify_update
 
@@ -85,9 +86,54 @@ def verify(sim: Simulator, epoch: int, state: ClientState, *, now: int = NOW, bu
                          require_latest=require_latest)
 
 
-def with_fields(body: bytes, **fields) -> bytes:
-    """A JSON API response ``body`` with some fields replaced (for :meth:`Simulator.tamper`)."""
-    return json.dumps({**json.loads(body), **fields}).encode()
+# -- the static read path ---------------------------------------------------------------------------------
+
+#: The clock of the long-log tests: epoch ``e`` is issued at ``T0 + e``, so the clock must be past them all.
+LONG_NOW = T0 + 2000
+#: Entries of the longest log built by :func:`long_log` (a catch-up of more than 1,000 entries).
+LONG_LOG_SIZE = 1101
+
+
+@functools.cache
+def _long_log_bundles() -> tuple[tuple[bytes, bytes], ...]:
+    """``(bundle, keyset digest)`` of epochs 1..LONG_LOG_SIZE, one fleet each (built once per session)."""
+    sim = Simulator(World())
+    one = [fleet("fleet-1")]
+    for _ in range(LONG_LOG_SIZE):
+        sim.add_epoch(one)
+    return tuple((bundle, sim.keyset_digests[i + 1]) for i, bundle in enumerate(sim.entries))
+
+
+def long_log(size: int = LONG_LOG_SIZE) -> Simulator:
+    """A simulator over ``World()`` whose log is epochs 1..``size`` (entry ``i`` is epoch ``i + 1``), freshly
+    cosigned for a client whose clock is :data:`LONG_NOW`; more epochs can be added as usual."""
+    assert 0 < size <= LONG_LOG_SIZE
+    sim = Simulator(World())
+    for i, (bundle, digest) in enumerate(_long_log_bundles()[:size]):
+        sim.entries.append(bundle)
+        sim.bundle_index[i + 1] = i
+        sim.keyset_digests[i + 1] = digest
+    sim.freshness_time = LONG_NOW - 60
+    return sim
+
+
+def client_at(sim: Simulator, state_dir: Path, size: int, **kwargs) -> Client:
+    """A client that verified ``sim``'s log when it held its first ``size`` entries (the log moved on since);
+    ``sim.requests`` is cleared so a test sees only what the next refresh reads."""
+    before = sim.view_size
+    sim.view_size = size
+    try:
+        client = sim.client(state_dir, **kwargs)
+        assert client.refresh().checkpoint_size == size
+    finally:
+        sim.view_size = before
+    sim.requests.clear()
+    return client
+
+
+def entry_bundle(entries: Sequence[bytes]) -> bytes:
+    """The C2SP entry-bundle bytes of ``entries`` (what ``tile/entries/<N>[.p/<W>]`` holds)."""
+    return encode_entry_bundle(list(entries))
 
 
 def replace_bundle(bundle: bytes, **changes) -> bytes:
@@ -104,10 +150,12 @@ def state_at(sim: Simulator, epoch: int, *, now: int = NOW, trust_root: TrustRoo
 
 
 def assert_next_epoch_refused(sim: Simulator, state_dir: Path, forged: bytes, cls: type[Exception], fragment: str,
-                              *, trust_root: bytes | None = None) -> None:
+                              *, trust_root: bytes | None = None, client_fragment: str | None = None) -> None:
     """A client that verified every honest epoch so far is offered ``forged`` as the next epoch, which the
-    malicious distributor has *logged* (so proofs and checkpoint verify). Checked in the pure core and
-    through :class:`Client`, each time with the state unchanged."""
+    malicious distributor has *logged* (so proofs, checkpoint and the tree root all verify). Checked in the
+    pure core and through :class:`Client` (which reads it as the next log entry), each time with the state
+    unchanged. ``client_fragment`` (default ``fragment``) is the client's reason when it differs: an entry
+    that does not even start like a bundle is refused as a log entry of no known kind."""
     client = sim.client(state_dir, trust_root=trust_root)
     root = load_trust_root(trust_root) if trust_root else sim.world.trust_root()
     if sim.epoch:
@@ -117,7 +165,7 @@ def assert_next_epoch_refused(sim: Simulator, state_dir: Path, forged: bytes, cl
     sim.publish_bundle(forged, epoch)
     with core_refuses(state, cls, fragment):
         verify(sim, epoch, state, trust_root=root)
-    with client_refuses(client, cls, fragment):
+    with client_refuses(client, cls, fragment if client_fragment is None else client_fragment):
         client.refresh()
 
 

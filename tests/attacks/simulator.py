@@ -6,12 +6,17 @@ distributor serves from them: the C2SP checkpoint signed by the log key with the
 cosignature at :attr:`Simulator.freshness_time` (and a witness cosignature when a :class:`Witness`
 agrees to give one), ``c2sp.org/tlog-proof@v1`` inclusion proofs and RFC 9162 consistency proofs.
 
-It serves the distributor's read API to :class:`verifier.client.Client` through an injected
+It serves the distributor's static files (all :class:`verifier.client.Client` reads) and its JSON
+read API (for tools, and the pure-core tests' material) through an injected
 :data:`verifier.http.Transport` (:meth:`Simulator.transport`: no sockets, but the client's own
 retry, redirect, cap and sanitising rules all apply), and to tests that want raw answers through a
 :class:`requests.adapters.BaseAdapter` mounted on a :class:`requests.Session`::
 
     GET /checkpoint                                   text/plain signed checkpoint
+    GET /entry/<N>                                    entry N's exact bytes (N encoded like a tile index)
+    GET /tile/entries/<N>[.p/<W>], /tile/<L>/<N>[.p/<W>]
+                                                      C2SP entry bundles and hash tiles (any width
+                                                      up to the served size's), else 404
     GET /api/v1/bundles/latest, /api/v1/bundles/<e>   {"bundle", "epoch", "index", "proof"} or 404
     GET /api/v1/proof/consistency?from=A&to=B         {"from", "to", "proof": [base64...]}
     GET /api/v1/trust-roots/<v>                       {"trust_root", "version", "index", "proof"} or 404
@@ -21,10 +26,14 @@ Attack hooks (all plain attributes or small methods, so a test reads like the at
 * :attr:`view_size` serves the tree head of only the first N entries (a log that went backwards);
 * :meth:`override` answers one path with a fixed :class:`SimResponse` (any status, body, headers,
   an endless generator body) or raises an exception (a stall: any exception becomes a FetchError);
-* :meth:`tamper` rewrites the body bytes of every response to one path;
+* :meth:`tamper` rewrites the body bytes of every response to one path (:meth:`heal` ends both);
 * :meth:`split_view` answers one named client from another simulator (a forked log);
+* :attr:`static_view` answers every static file (entry objects, entry bundles, hash tiles) from
+  another simulator while ``/checkpoint`` stays this one's: a CDN or proxy telling one consistent lie
+  about the entries under the honest, freshly cosigned checkpoint;
 * :meth:`after` runs a callback once a response to a path is built (the log moves on mid-refresh);
-* :attr:`outage` makes every request raise (an unreachable distributor);
+* :attr:`outage` makes every request raise (an unreachable distributor), :meth:`stall_after` every
+  request after the next N (a proxy stalling a long catch-up part way);
 * :attr:`requests` records ``(client name, path)`` for every request, :attr:`responses` every
   :class:`_StreamBody` served (with the number of bytes the client actually read).
 """
@@ -48,10 +57,18 @@ from verifier.bundle import parse_bundle
 from verifier.checkpoint import Checkpoint, sign_checkpoint
 from verifier.client import Client
 from verifier.cosignature import add_cosignatures
-from verifier.errors import FetchError, ProofError
+from verifier.errors import FetchError, ProofError, VerificationError
 from verifier.http import HttpClient, HttpResponse, Transport, read_body
 from verifier.keyset import GENESIS_PREVIOUS, parse_keyset
 from verifier.merkle import consistency_proof, inclusion_proof, leaf_hash, leaves_reader, root, verify_consistency
+from verifier.tiles import (
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    encode_entry_bundle,
+    entry_object_path,
+    parse_tile_path,
+    tile_width_at,
+)
 from verifier.tlogproof import TlogProof
 from verifier.trustroot import parse_envelope, parse_trust_root_body
 
@@ -149,6 +166,8 @@ class Simulator:
         self._views: dict[str, Simulator] = {}
         self._after: dict[str, Callable[[], None]] = {}
         self.outage: BaseException | None = None
+        self.static_view: Simulator | None = None
+        self._stall_at: int | None = None
 
     # -- the log ---------------------------------------------------------------------------------
 
@@ -231,6 +250,31 @@ class Simulator:
         checkpoint = checkpoint if checkpoint is not None else self.checkpoint(size)
         return TlogProof(index, tuple(inclusion_proof(index, size, self._reader())), checkpoint).encode()
 
+    def static_file(self, path: str) -> bytes | None:
+        """A file of the static export at the served size: a hash tile, an entry bundle (C2SP
+        tlog-tiles, partial ones at any width up to the current one: like the distributor and its
+        export, older widths stay served) or a per-entry object ``entry/<N>``; ``None`` if it does not
+        exist (yet) or the path is not one."""
+        size = self.size
+        if path.startswith("entry/"):
+            digits = path[len("entry/"):].replace("x", "").replace("/", "")
+            index = int(digits) if digits.isdigit() else -1
+            return self.entries[index] if 0 <= index < size and entry_object_path(index) == path else None
+        try:
+            ref = parse_tile_path(path)
+        except VerificationError:
+            return None
+        if ref.level is None:
+            first = ref.index * TILE_WIDTH
+            if first + ref.width > size:
+                return None
+            return encode_entry_bundle(self.entries[first:first + ref.width])
+        if ref.width > tile_width_at(ref.level, ref.index, size):
+            return None
+        nodes = self._reader()
+        height = TILE_HEIGHT * ref.level
+        return b"".join(nodes(height, ref.index * TILE_WIDTH + i) for i in range(ref.width))
+
     def material(self, epoch: int, *, size: int | None = None) -> tuple[bytes, bytes, bytes]:
         """``(bundle, tlog-proof, checkpoint)`` for ``epoch``, as the pure core takes them."""
         index = self.bundle_index[epoch]
@@ -252,6 +296,18 @@ class Simulator:
         """Rewrite the body of every response to ``path`` with ``fn``."""
         self._tampers[path] = fn
 
+    def stall_after(self, n: int | None) -> None:
+        """Answer the next ``n`` requests, then stall every one after them (``None``: stop stalling)."""
+        self._stall_at = None if n is None else len(self.requests) + n
+
+    def heal(self, path: str | None = None) -> None:
+        """End the overrides and tampers of ``path`` (of every path if ``None``): honest answers again."""
+        for hooks in (self._overrides, self._tampers):
+            if path is None:
+                hooks.clear()
+            else:
+                hooks.pop(path, None)
+
     def split_view(self, client_name: str, other: Simulator) -> None:
         """Serve ``client_name`` from ``other`` (the same log keys, another history)."""
         self._views[client_name] = other
@@ -267,8 +323,12 @@ class Simulator:
         self.requests.append((client_name, path))
         if self.outage is not None:
             raise self.outage
+        if self._stall_at is not None and len(self.requests) > self._stall_at:
+            raise TimeoutError("stalled by a hostile proxy")
         if client_name in self._views:
             return self._views[client_name].handle(client_name, path)
+        if self.static_view is not None and path.startswith(("/tile/", "/entry/")):
+            return self.static_view.handle(client_name, path)
         override = self._overrides.get(path)
         if isinstance(override, BaseException):
             raise override
@@ -288,6 +348,11 @@ class Simulator:
         parts = url.path.strip("/").split("/")
         if url.path == "/checkpoint":
             return SimResponse(200, self.checkpoint(), {"Content-Type": "text/plain; charset=utf-8"})
+        if url.path.startswith(("/tile/", "/entry/")):
+            data = self.static_file(url.path[1:])
+            if data is None:
+                return SimResponse.json({"error": f"{url.path} does not exist at size {self.size}"}, 404)
+            return SimResponse(200, data, {"Content-Type": "application/octet-stream"})
         if parts[:3] == ["api", "v1", "bundles"] and len(parts) == 4:
             visible = {e: i for e, i in self.bundle_index.items() if i < self.size}
             epoch = max(visible, default=0) if parts[3] == "latest" else int(parts[3]) if parts[3].isdigit() else -1

@@ -23,7 +23,7 @@ from verifier.cosignature import CosignatureSigner, add_cosignatures
 from verifier.errors import DigestError, FormatError, SignatureError, ThresholdError
 from verifier.note import NoteSigner, NoteVerifier
 from verifier.signatures import KeyGroup, SignatureEntry
-from verifier.trustroot import LogConfig, encode_envelope, encode_trust_root_body
+from verifier.trustroot import LogConfig, encode_envelope, encode_trust_root_body, parse_envelope
 
 
 def flip(data: bytes, index: int) -> bytes:
@@ -98,9 +98,15 @@ def two_anchor_root(sim: Simulator, second_anchor: SeedSigner) -> bytes:
 def test_same_anchor_key_twice_does_not_fake_threshold_of_two(sim: Simulator, state_dir: Path, hints: str) -> None:
     second = SeedSigner("anchor-2")
     root = two_anchor_root(sim, second)
-    sim.publish_bundle(multi_anchor_bundle(sim, sim.make_keyset(), 1, [sim.world.anchor, second]))  # control
+    ref = sim.world.root_ref(parse_envelope(root)[0])  # keysets name the root they are signed under
+
+    def keyset(epoch: int) -> bytes:
+        return sim.world.keyset(epoch, [fleet(f"fleet-{i}") for i in range(1, epoch + 1)],
+                                previous=sim.keyset_digests.get(epoch - 1), root=ref)
+
+    sim.publish_bundle(multi_anchor_bundle(sim, keyset(1), 1, [sim.world.anchor, second]))  # control
     key_ids = None if hints == "honest hints" else [sim.world.anchor.public_key[-1], second.public_key[-1]]
-    forged = multi_anchor_bundle(sim, sim.make_keyset(), 2, [sim.world.anchor, sim.world.anchor], key_ids=key_ids)
+    forged = multi_anchor_bundle(sim, keyset(2), 2, [sim.world.anchor, sim.world.anchor], key_ids=key_ids)
     assert_next_epoch_refused(sim, state_dir, forged, ThresholdError,
                               "1 distinct trusted anchor key(s) signed, 2 required", trust_root=root)
 

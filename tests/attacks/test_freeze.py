@@ -10,9 +10,9 @@ import requests
 
 from tests.attacks.helpers import NOW, client_refuses, core_refuses, disk, state_at, verify
 from tests.attacks.simulator import SimResponse, Simulator
-from tests.factory import DAY, T0, World
-from verifier.client import FetchError
-from verifier.errors import ExpiredError, FreezeError, RollbackError
+from tests.factory import DAY, T0, World, fleet
+from verifier.client import Client, FetchError
+from verifier.errors import ConsistencyError, ExpiredError, FreezeError, RollbackError
 from verifier.update import ClientState
 
 HOUR = 3600
@@ -89,7 +89,7 @@ def test_offline_mode_serves_saved_fleets_until_keyset_expiry(sim: Simulator, st
     if isinstance(failure, BaseException):
         sim.outage = failure
     else:
-        sim.override("/api/v1/trust-roots/2", failure)
+        sim.override("/checkpoint", failure)
     sim.requests.clear()
 
     client.clock = lambda: T0 + DAY
@@ -114,31 +114,90 @@ def test_offline_without_saved_state_is_an_error(sim: Simulator, state_dir: Path
         client.refresh()
 
 
-# -- hold-back: an older epoch served as current under the fresh, honest checkpoint -------------------
+# -- hold-back: the newest epochs withheld under the fresh, honest checkpoint ---------------------------
+#
+# There is no "latest" answer any more: a client reads every entry up to the size of the checkpoint it
+# verified, so holding an epoch back means serving entries that are not the log's (refused: their root is
+# not the checkpoint's) or not serving them at all (an outage: the client stays on its verified state and
+# says it is offline; it never reports the older epoch as current).
 
 
-def test_old_epoch_served_as_latest_to_a_new_client_is_refused(tmp_path):
-    """A distributor (or CDN) answers /bundles/latest with epoch 1 while the checkpoint holds 3."""
-    sim = Simulator(World())
+def test_newest_epochs_held_back_from_a_new_client_are_refused(world: World, tmp_path: Path) -> None:
+    """Every static file (entries, entry bundles, hash tiles) tells one consistent lie, a log in which epoch 3
+    is epoch 2 again, under the honest checkpoint of size 3: however a new client reads the log, the tree it
+    rebuilds is not the checkpoint's."""
+    sim = Simulator(world)
     for _ in range(3):
         sim.add_epoch()
-    sim.override("/api/v1/bundles/latest", sim.get("/api/v1/bundles/1"))
+    lie = Simulator(world)
+    lie.entries = [sim.entries[0], sim.entries[1], sim.entries[1]]
+    sim.static_view = lie
     client = sim.client(tmp_path / "c")
-    with client_refuses(client, FreezeError, "held back"):
+    with client_refuses(client, ConsistencyError, "size 3") as info:
         client.refresh()
+    assert "root" in str(info.value)
+    assert disk(client) is None and client.state == ClientState()
 
 
-def test_revocation_held_back_from_an_existing_client_is_refused(tmp_path):
-    """The client is at epoch 2; epoch 3 (a revocation) is logged but /latest keeps answering epoch 2."""
+def test_newest_epochs_withheld_from_a_new_client_leave_it_without_keys(world: World, tmp_path: Path) -> None:
+    """The static files of the log as it was at epoch 1 under the honest checkpoint of size 3: every file the
+    checkpoint implies is missing, so a new client has no keys (typed FetchError), never epoch 1 as current."""
+    sim, older = Simulator(world), Simulator(world)
+    for _ in range(3):
+        sim.add_epoch()
+    older.add_epoch()
+    assert older.entries == sim.entries[:1]
+    sim.static_view = older
+    client = sim.client(tmp_path / "c")
+    with client_refuses(client, FetchError, "though the checkpoint of size 3 implies it"):
+        client.refresh()
+    assert disk(client) is None
+
+
+@pytest.fixture
+def revocation_pending(tmp_path: Path) -> tuple[Simulator, Client]:
+    """A client at epoch 2; epoch 3 (fleet-1 revoked) is logged: the next refresh reads ``/entry/002``."""
     sim = Simulator(World())
-    sim.add_epoch()
-    sim.add_epoch()
+    sim.add_epoch([fleet("fleet-1"), fleet("fleet-2")])
+    sim.add_epoch([fleet("fleet-1"), fleet("fleet-2"), fleet("fleet-3")])
     client = sim.client(tmp_path / "c")
     assert client.refresh().epoch == 2
-    sim.add_epoch()
-    sim.override("/api/v1/bundles/latest", sim.get("/api/v1/bundles/2"))
-    with client_refuses(client, FreezeError, "held back"):
+    sim.add_epoch([fleet("fleet-1", "revoked"), fleet("fleet-2"), fleet("fleet-3")])
+    sim.requests.clear()
+    return sim, client
+
+
+def test_revocation_held_back_from_an_existing_client_is_refused(revocation_pending) -> None:
+    """``/entry/002`` answers epoch 2's bytes again instead of the revocation: not the log's entry 2."""
+    sim, client = revocation_pending
+    sim.override("/entry/002", SimResponse(200, sim.entries[1]))
+    with client_refuses(client, ConsistencyError, "the entries are not the log's"):
         client.refresh()
+    assert ("client", "/entry/002") in sim.requests
+    assert "fleet-1" in [f.fleet_id for f in client.fleets()]  # still the verified epoch 2, nothing new
+
+
+def test_revocation_withheld_by_404_is_read_from_the_entry_bundle(revocation_pending) -> None:
+    """A 404 for the per-entry object steers nothing: the client reads the entry bundle instead."""
+    sim, client = revocation_pending
+    sim.override("/entry/002", SimResponse.json({"error": "no such entry"}, 404))
+    result = client.refresh()
+    assert result.epoch == 3 and result.epochs_verified == (3,) and not result.offline
+    assert [f.fleet_id for f in result.fleets] == ["fleet-2", "fleet-3"]
+    assert ("client", "/tile/entries/000.p/3") in sim.requests
+
+
+def test_revocation_withheld_everywhere_is_an_outage_not_news(revocation_pending) -> None:
+    """The per-entry object and the entry bundle both withheld: the client is offline on its verified epoch 2
+    and says so; it never saves the fresh checkpoint, nor reports epoch 2 as the log's newest."""
+    sim, client = revocation_pending
+    saved, memory = disk(client), client.state
+    for path in ("/entry/002", "/tile/entries/000.p/3"):
+        sim.override(path, SimResponse.json({"error": "no such entry"}, 404))
+    result = client.refresh()
+    assert result.offline is True and result.epoch == 2 and result.checkpoint_size == 2
+    assert result.message.startswith("OFFLINE: ") and "though the checkpoint of size 3 implies it" in result.message
+    assert disk(client) == saved and client.state == memory
 
 
 def test_pure_core_requires_the_newest_entry_by_default():

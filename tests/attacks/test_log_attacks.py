@@ -7,17 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.attacks.helpers import client_refuses, core_refuses, state_at, v2, verify, with_fields
-from tests.attacks.simulator import Simulator, Witness
+from tests.attacks.helpers import LONG_NOW, client_at, client_refuses, core_refuses, long_log, state_at, v2, verify
+from tests.attacks.simulator import SimResponse, Simulator, Witness
 from tests.factory import SeedSigner, World, fleet
 from verifier.checkpoint import Checkpoint
 from verifier.cosignature import add_cosignatures
 from verifier.errors import (
-    ChainError,
     ConsistencyError,
     MismatchError,
     ProofError,
-    RollbackError,
     SignatureError,
     ThresholdError,
 )
@@ -31,8 +29,8 @@ OTHER_ORIGIN = "log.elsewhere.example/v1"
 def other_log(world: World) -> Simulator:
     """Another log (its own origin and keys) that logged the same genuine bundles and one more."""
     other = Simulator(World(origin=OTHER_ORIGIN, log=SeedSigner("other log"), freshness=SeedSigner("other fresh")))
-    for _ in range(3):
-        other.publish_bundle(world.bundle(other.make_keyset(), other.epoch + 1))
+    for bundle in world.chain(3):  # our anchor's and operator's bundles, naming our trust root
+        other.publish_bundle(bundle)
     other.append(b"an entry only the other log has")
     return other
 
@@ -93,10 +91,27 @@ def test_inclusion_proof_for_another_entry_is_refused(sim3: Simulator, state_dir
     with core_refuses(state, ProofError, "inclusion proof: computed root"):
         verify(sim3, 3, state, proof=wrong)
 
-    client = sim3.client(state_dir)
-    sim3.tamper("/api/v1/bundles/latest", lambda body: with_fields(body, proof=wrong.decode()))
-    with client_refuses(client, ProofError, "inclusion proof: computed root"):
+    # The client proves entries by the tree root they give with its saved frontier: another entry's bytes
+    # at entry 2's position are refused.
+    client = client_at(sim3, state_dir, 1)
+    sim3.override("/entry/002", SimResponse(200, sim3.entries[1]))
+    with client_refuses(client, ConsistencyError, "the entries are not the log's"):
         client.refresh()
+
+
+def test_hash_tile_of_other_entries_is_refused(tmp_path: Path) -> None:
+    """The consistency proof that a catch-up batch (entries 1..255 of a log of 258) is a prefix of the checkpoint
+    is computed from ``tile/0/001.p/2``: the hashes of entries 0 and 1 served there (real leaf hashes of the
+    log, at the wrong place) or a fabricated hash do not prove it."""
+    sim = long_log(258)
+    honest = sim.static_file("tile/0/001.p/2")
+    for label, lie in [("other entries", sim.static_file("tile/0/000.p/2")), ("one hash flipped", honest[:-1] +
+                                                                              bytes([honest[-1] ^ 1]))]:
+        client = client_at(sim, tmp_path / label, 1, now=LONG_NOW)
+        sim.override("/tile/0/001.p/2", SimResponse(200, lie))
+        with client_refuses(client, ConsistencyError, "consistency proof: computed new root"):
+            client.refresh()
+        assert sim.requests[-1] == ("client", "/tile/0/001.p/2")
 
 
 def test_bundle_not_in_the_log_is_refused(sim3: Simulator) -> None:
@@ -146,14 +161,15 @@ def test_forked_checkpoint_split_view_is_refused(world: World, tmp_path: Path, e
     assert client_a.refresh().checkpoint_size == 3
     assert client_b.refresh().checkpoint_size == 3 + extra
 
-    # The moment client A is shown B's history, the fork is detected: B's epoch 3 contradicts the one A
-    # accepted (same epoch, other keyset), or B's epoch 4 does not chain to A's epoch 3.
+    # The moment client A is shown B's history, the fork is detected from the tree alone, before any entry
+    # is applied: B's checkpoint has another root at the size A saw, or B's entries 3.. appended to the tree
+    # A saved do not give B's root.
     view_a.split_view("a", view_b)
     if extra == 0:
-        with client_refuses(client_a, RollbackError, "(equivocation)"):
+        with client_refuses(client_a, ConsistencyError, "at that size: the log forked (split view)"):
             client_a.refresh()
     else:
-        with client_refuses(client_a, ChainError, "forked history"):
+        with client_refuses(client_a, ConsistencyError, "the entries are not the log's, or the log forked"):
             client_a.refresh()
     fragment = "the log forked (split view)" if extra == 0 else "consistency proof: computed"
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.attacks.helpers import assert_next_epoch_refused, client_refuses, replace_bundle, with_fields
-from tests.attacks.simulator import Simulator
+from tests.attacks.helpers import assert_next_epoch_refused, client_refuses, replace_bundle
+from tests.attacks.simulator import SimResponse, Simulator
 from tests.factory import World, fleet
 from verifier.bundle import Bundle, countersignature_message, parse_bundle
-from verifier.errors import FormatError
+from verifier.errors import ConsistencyError, FormatError
 from verifier.signatures import SignatureEntry
 
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -102,30 +102,40 @@ def _noncanonical_keyset(sim: Simulator, bundle: bytes) -> bytes:
     return resigned(sim.world, sim.world.statement(keyset, 2), keyset)
 
 
+#: An entry that does not start with the canonical ``{"format":"fleetkeys/bundle/v1"`` is not even read
+#: as a bundle by the client (it dispatches on that prefix): refused as a log entry of no known kind.
+NOT_A_BUNDLE = "log entry is neither a fleetkeys bundle nor a trust-root rotation"
+
 MANGLES = [
-    (_space, "bundle: not canonical JSON"),
-    (_unsorted_keys, "bundle: not canonical JSON"),
-    (_escaped_key, "bundle: not canonical JSON"),
-    (_duplicate_key, "bundle: JSON: duplicate object key 'format'"),
-    (_float, "bundle: JSON: non-integer number"),
-    (_exponent, "bundle: JSON: non-integer number"),
-    (_noncanonical_b64_signature, "bundle.signatures[0].sig: non-canonical base64"),
-    (_nonminimal_varint, "statement: non-minimal varint for ciphersuite"),
-    (_nonminimal_epoch_varint, "statement: non-minimal varint for epoch.inner"),
-    (_statement_trailing_byte, "statement: 1 bytes of trailing data"),
-    (_noncanonical_keyset, "keyset: not canonical JSON"),
+    (_space, "bundle: not canonical JSON", NOT_A_BUNDLE),
+    (_unsorted_keys, "bundle: not canonical JSON", NOT_A_BUNDLE),
+    (_escaped_key, "bundle: not canonical JSON", NOT_A_BUNDLE),
+    (_duplicate_key, "bundle: JSON: duplicate object key 'format'", None),
+    (_float, "bundle: JSON: non-integer number", None),
+    (_exponent, "bundle: JSON: non-integer number", None),
+    (_noncanonical_b64_signature, "bundle.signatures[0].sig: non-canonical base64", None),
+    (_nonminimal_varint, "statement: non-minimal varint for ciphersuite", None),
+    (_nonminimal_epoch_varint, "statement: non-minimal varint for epoch.inner", None),
+    (_statement_trailing_byte, "statement: 1 bytes of trailing data", None),
+    (_noncanonical_keyset, "keyset: not canonical JSON", None),
 ]
 
 
-@pytest.mark.parametrize(("mangle", "fragment"), MANGLES,
-                         ids=[m.__name__.strip("_").replace("_", "-") for m, _ in MANGLES])
-def test_noncanonical_bundle_is_refused(sim: Simulator, state_dir: Path, mangle, fragment: str) -> None:
+@pytest.mark.parametrize(("mangle", "fragment", "client_fragment"), MANGLES,
+                         ids=[m.__name__.strip("_").replace("_", "-") for m, _, _ in MANGLES])
+def test_noncanonical_bundle_is_refused(sim: Simulator, state_dir: Path, mangle, fragment: str,
+                                        client_fragment: str | None) -> None:
     sim.add_epoch()
     honest = sim.world.bundle(sim.make_keyset(), 2)
-    assert_next_epoch_refused(sim, state_dir, mangle(sim, honest), FormatError, fragment)
+    assert_next_epoch_refused(sim, state_dir, mangle(sim, honest), FormatError, fragment,
+                              client_fragment=client_fragment)
 
 
-def test_noncanonical_base64_in_api_response_is_refused(sim: Simulator, state_dir: Path) -> None:
+def test_other_encoding_of_a_logged_bundle_is_refused(sim: Simulator, state_dir: Path) -> None:
+    """The log holds one encoding of epoch 2; a CDN serves another one in its place (the same values: a
+    signature in base64 with its unused bits set; or the bundle as base64 text with such bits, as the old
+    JSON API carried it). The client hashes the bytes it was served, so a second encoding of a logged value
+    is not the logged leaf and is refused before it is parsed."""
     sim.add_epoch()
     client = sim.client(state_dir)
     client.refresh()
@@ -133,16 +143,27 @@ def test_noncanonical_base64_in_api_response_is_refused(sim: Simulator, state_di
     bundle = next(b for n in range(1, 4)
                   if len(b := sim.world.bundle(sim.make_keyset(2, [fleet(f"fleet-{i}") for i in range(n)]), 2)) % 3)
     sim.publish_bundle(bundle)
-    sim.tamper("/api/v1/bundles/latest", lambda body: with_fields(body, bundle=noncanonical_b64(bundle)))
-    with client_refuses(client, FormatError, "response.bundle: non-canonical base64"):
-        client.refresh()
+    for other in (_noncanonical_b64_signature(sim, bundle), noncanonical_b64(bundle).encode()):
+        assert other != bundle
+        sim.override("/entry/001", SimResponse(200, other))
+        with client_refuses(client, ConsistencyError, "the entries are not the log's"):
+            client.refresh()
+    sim.override("/entry/001", SimResponse(200, bundle))
+    assert client.refresh().epoch == 2  # the logged encoding itself verifies
 
 
-def test_bundle_with_unknown_field_is_refused(sim: Simulator, state_dir: Path) -> None:
+@pytest.mark.parametrize(("smuggled", "client_fragment"), [
+    (lambda honest: b'{"comment":"ignore me",' + honest[1:], NOT_A_BUNDLE),     # sorts first, as canonical JSON puts it
+    (lambda honest: honest[:-1] + b',"zzz":"ignore me"}', None),                 # sorts last: read as a bundle
+], ids=["field-first", "field-last"])
+def test_bundle_with_unknown_field_is_refused(sim: Simulator, state_dir: Path, smuggled,
+                                              client_fragment: str | None) -> None:
     sim.add_epoch()
     honest = sim.world.bundle(sim.make_keyset(), 2)
-    smuggled = b'{"comment":"ignore me",' + honest[1:]
-    assert_next_epoch_refused(sim, state_dir, smuggled, FormatError, "bundle: unknown field(s) ['comment']")
+    forged = smuggled(honest)
+    name = "comment" if b'"comment"' in forged else "zzz"
+    assert_next_epoch_refused(sim, state_dir, forged, FormatError, f"bundle: unknown field(s) [{name!r}]",
+                              client_fragment=client_fragment)
 
 
 def test_bundle_with_countersigner_before_anchor_is_refused(sim: Simulator, state_dir: Path) -> None:

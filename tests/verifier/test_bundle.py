@@ -122,7 +122,7 @@ def test_anchor_signature_cannot_stand_in_for_the_countersignature(world):
 def test_same_anchor_signature_twice_does_not_meet_threshold_2(world):
     second = SeedSigner("second anchor")
     root = load_trust_root(encode_envelope(make_root(world, anchors=[world.anchor, second], anchor_threshold=2)))
-    ks = world.keyset(1, [fleet("a")])
+    ks = world.keyset(1, [fleet("a")], root=world.root_ref(root.body))
     st = world.statement(ks, 1)
     good = sign_bundle(st, ks, [world.anchor, second], [world.countersigner])
     assert verify_bundle(good, root).statement.epoch == 1
@@ -144,7 +144,7 @@ def test_same_countersigner_twice_does_not_meet_threshold_2(world):
     second = SeedSigner("second operator")
     root = load_trust_root(encode_envelope(make_root(world, countersigners=[world.countersigner, second],
                                                      countersigner_threshold=2)))
-    ks = world.keyset(1, [fleet("a")])
+    ks = world.keyset(1, [fleet("a")], root=world.root_ref(root.body))
     st = world.statement(ks, 1)
     assert verify_bundle(sign_bundle(st, ks, [world.anchor], [world.countersigner, second]), root)
     with pytest.raises(ThresholdError):

@@ -20,13 +20,16 @@ import verifier.update as update
 from tests.factory import World, fleet
 from verifier.cjson import dumps_canonical
 from verifier.errors import FormatError, RollbackError, SizeLimitError
+from verifier.merkle import frontier_append, frontier_root, leaf_hash
 from verifier.trustroot import encode_envelope, load_trust_root
 from verifier.update import MAX_ROTATIONS, MAX_STATE_SIZE, STATE_FORMAT, ClientState
 
 VECTOR_STATES = sorted((Path(__file__).resolve().parents[2] / "bundles" / "vectors" / "state").glob("*.json"))
 
-EMPTY_STATE = (b'{"checkpoint_root":"","checkpoint_size":0,"format":"fleetkeys/client-state/v1","freshness_time":0,'
-               b'"keyset":"","rotation_indexes":[],"trust_root":""}')
+EMPTY_STATE = (b'{"bundle":"","checkpoint_root":"","checkpoint_size":0,"format":"fleetkeys/client-state/v2",'
+               b'"freshness_time":0,"frontier":[],"keyset":"","revoked":[],"rotation_indexes":[],"trust_root":""}')
+SEVEN_LEAVES = [leaf_hash(b"entry %d" % i) for i in range(7)]
+SEVEN_FRONTIER = frontier_append(0, (), SEVEN_LEAVES)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +50,9 @@ def root_envelope(world: World, version: int) -> bytes:
 @pytest.fixture(scope="module")
 def full_state(world, keyset) -> ClientState:
     """Every field set to a non-default value."""
-    return ClientState(keyset=keyset, checkpoint_size=7, checkpoint_root=hashlib.sha256(b"root").digest(),
-                       freshness_time=1_795_600_000, trust_root=root_envelope(world, 2), rotation_indexes=(3, 5))
+    return ClientState(keyset=keyset, checkpoint_size=7, checkpoint_root=frontier_root(SEVEN_FRONTIER),
+                       freshness_time=1_795_600_000, trust_root=root_envelope(world, 2), rotation_indexes=(3, 5),
+                       frontier=SEVEN_FRONTIER, bundle=b"the bundle entry", revoked=frozenset({"id:x", "key:x25519:AA=="}))
 
 
 def state_obj(state: ClientState) -> dict:
@@ -101,11 +105,14 @@ def test_full_state_round_trips_every_field(full_state):
     assert data == dumps_canonical(json.loads(data))  # canonical JSON, keys sorted
     obj = json.loads(data)
     assert obj == {
+        "bundle": base64.b64encode(b"the bundle entry").decode(),
         "checkpoint_root": base64.b64encode(full_state.checkpoint_root).decode(),
         "checkpoint_size": 7,
         "format": STATE_FORMAT,
         "freshness_time": 1_795_600_000,
+        "frontier": [base64.b64encode(h).decode() for h in SEVEN_FRONTIER],
         "keyset": base64.b64encode(full_state.keyset).decode(),
+        "revoked": ["id:x", "key:x25519:AA=="],
         "rotation_indexes": [3, 5],
         "trust_root": base64.b64encode(full_state.trust_root).decode(),
     }
@@ -130,7 +137,8 @@ def test_vector_states_exist():
 
 
 def test_from_bytes_accepts_the_most_rotations_allowed(full_state):
-    data = with_fields(full_state, checkpoint_size=MAX_ROTATIONS, rotation_indexes=list(range(MAX_ROTATIONS)))
+    data = with_fields(full_state, checkpoint_size=MAX_ROTATIONS, rotation_indexes=list(range(MAX_ROTATIONS)),
+                       frontier=[])  # no frontier: a state whose frontier is rebuilt at the next refresh
     assert len(ClientState.from_bytes(data).rotation_indexes) == MAX_ROTATIONS
 
 
@@ -140,7 +148,11 @@ ROOT_B64 = base64.b64encode(hashlib.sha256(b"root").digest()).decode()
 
 
 @pytest.mark.parametrize(("desc", "fields"), [
-    ("format v2", {"format": "fleetkeys/client-state/v2"}),
+    ("format v3", {"format": "fleetkeys/client-state/v3"}),
+    ("frontier not folding to the root", {"frontier": [base64.b64encode(bytes(32)).decode()] * 3}),
+    ("frontier of the wrong length", {"frontier": [base64.b64encode(h).decode() for h in SEVEN_FRONTIER[:2]]}),
+    ("revoked unsorted", {"revoked": ["key:x25519:AA==", "id:x"]}),
+    ("revoked not strings", {"revoked": [1]}),
     ("format of a bundle", {"format": "fleetkeys/bundle/v1"}),
     ("format missing", {"format": ...}),
     ("format not a string", {"format": 1}),

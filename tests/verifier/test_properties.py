@@ -370,7 +370,8 @@ def test_mutated_keyset_parses_only_to_its_own_canonical_bytes(data):
     if keyset is not None:
         assert keyset.raw == mutated
         assert encode_keyset(epoch=keyset.epoch, namespace=keyset.namespace, issued_at=keyset.issued_at,
-                             expires_at=keyset.expires_at, previous=keyset.previous, fleets=keyset.fleets) == mutated
+                             expires_at=keyset.expires_at, previous=keyset.previous, fleets=keyset.fleets,
+                             trust_root=keyset.trust_root) == mutated
 
 
 @PROPERTY
