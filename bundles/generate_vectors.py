@@ -251,6 +251,15 @@ def build() -> dict[str, bytes]:
                "countersigned over that signature): 0 of 1 trusted anchor keys signed (step 3).",
                w.bundle(ks1, 1, anchor=rogue), "ThresholdError", "trusted anchor key(s) signed")
 
+    extra = Bundle(st1, ks1, (good.signatures[0], SignatureEntry.make("anchor", rogue.public_key, rogue.sign(st1)),
+                              SignatureEntry.make("countersigner", w.countersigner.public_key,
+                                                  w.countersigner.sign(countersignature_message(
+                                                      st1, [good.signatures[0].sig, rogue.sign(st1)])))))
+    bad_bundle("extra-untrusted-signature", "The trusted anchor's signature, plus a second anchor entry by an "
+               "untrusted key, all countersigned: the threshold is met, but a bundle carries only signatures "
+               "that count (one encoding per keyset and signer set; FORMAT.md §5.3).", extra.encode(),
+               "SignatureError", "verify under no trusted key")
+
     bad_bundle("missing-countersignature", "Only the anchor signature entry: the envelope requires at least "
                "one anchor and one countersigner entry (step 1, envelope).",
                Bundle(st1, ks1, good.signatures[:1]).encode(), "FormatError", "one countersigner entry")

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .cjson import dumps_canonical, expect_object, expect_str, loads_canonical
-from .errors import DigestError, FormatError, MismatchError, TrustRootError
+from .errors import DigestError, FormatError, MismatchError, SignatureError, TrustRootError
 from .keyset import MAX_KEYSET_SIZE, Keyset, parse_keyset
 from .note import b64decode_strict
 from .signatures import SignatureEntry, parse_signature_entries, verify_threshold
@@ -111,9 +111,17 @@ def verify_bundle(data: bytes, trust_root: TrustRoot) -> VerifiedBundle:
 
 def verify_parsed_bundle(bundle: Bundle, trust_root: TrustRoot, raw: bytes) -> VerifiedBundle:
     """:func:`verify_bundle` after the envelope parse (``raw`` = the bytes ``bundle`` came from)."""
-    verify_threshold(bundle.statement, bundle.signatures, trust_root.anchors, "anchor", "bundle")
-    verify_threshold(countersignature_message(bundle.statement, bundle.anchor_signatures), bundle.signatures,
-                     trust_root.countersigners, "countersigner", "bundle")
+    anchors = verify_threshold(bundle.statement, bundle.signatures, trust_root.anchors, "anchor", "bundle")
+    counters = verify_threshold(countersignature_message(bundle.statement, bundle.anchor_signatures),
+                                bundle.signatures, trust_root.countersigners, "countersigner", "bundle")
+    # One bundle encoding per keyset and signer set: every signature entry must be one that counted (no
+    # unverifiable extra, no second signature by a key already counted), so the log cannot hold the
+    # same signed content twice under different bytes.
+    for role, counted in (("anchor", anchors), ("countersigner", counters)):
+        carried = sum(1 for e in bundle.signatures if e.role == role)
+        if carried != len(counted):
+            raise SignatureError(f"bundle: {carried - len(counted)} {role} signature(s) verify under no trusted key "
+                                 "(or repeat one already counted): a bundle carries only signatures that count")
     statement = parse_statement(bundle.statement)
     if statement.namespace != trust_root.namespace:
         raise MismatchError(f"bundle: statement namespace {statement.namespace!r} is not the trusted namespace "
