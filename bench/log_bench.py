@@ -39,8 +39,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distributor.log import Log  # noqa: E402
 from distributor.export import BackgroundWriter, StaticWriter, nginx_server_block  # noqa: E402
+from distributor.log import Log  # noqa: E402
 from distributor.storage import open_storage  # noqa: E402
 from keys import generate_key_file, load_signer  # noqa: E402
 from verifier.note import NoteSigner  # noqa: E402

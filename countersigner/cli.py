@@ -25,7 +25,7 @@ import click
 from keys import KeyBackendError, load_signer
 from verifier.bundle import verify_bundle
 from verifier.errors import VerificationError
-from verifier.keyset import canonicalize_keyset, format_time
+from verifier.keyset import canonicalize_keyset, format_time, parse_keyset
 from verifier.note import NoteVerifier
 from verifier.trustroot import load_trust_root
 
@@ -66,10 +66,12 @@ def _parse_anchor_key(value: str) -> bytes:
 @click.option("--signer", "signer_url", required=True, help="Anchor signer base URL.")
 @click.option("--countersign-key", required=True, help="Operator key reference: file:PATH or pkcs11:...")
 @click.option("--trust-root", "trust_root_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Trust root (envelope) the bundle must verify against, as clients will.")
+              help="Trust root (envelope) the bundle must verify against, as clients will. The keyset names it: "
+                   "a keyset file without a trust_root field gets it inserted, one with it must name this root.")
 @click.option("--anchor-key", "anchor_keys", multiple=True,
               help="Instead of --trust-root: a trusted anchor key (hex or vkey); repeatable. The signer's "
-                   "advertised keys are never trusted by themselves.")
+                   "advertised keys are never trusted by themselves. The keyset must then carry its trust_root "
+                   "name itself (with --trust-root, publish inserts it when the file has none).")
 @click.option("--distributor", "distributor_url", help="Distributor base URL: check the chain, then post the bundle.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the bundle (default KEYSET.bundle.json beside the keyset).")
@@ -148,7 +150,8 @@ def countersign_cmd(keyset_path: Path, response_path: Path, key_ref: str, trust_
         if trust_root_path is not None:
             trust_root = load_trust_root(trust_root_path.read_bytes())
         else:
-            trust_root = derived_trust_root(expected.namespace, keys, signer.public_key, now)
+            trust_root = derived_trust_root(expected.namespace, keys, signer.public_key, now,
+                                            parse_keyset(keyset).trust_root)
         csig = countersign(anchor.statement, anchor.signature, expected=expected, anchor_keys=trust_root.anchors,
                            signer=signer, keyset=keyset, key_ids=[anchor.key_id])
         anchors = verify_anchor_signatures(anchor.statement, [anchor.signature], trust_root.anchors, [anchor.key_id])

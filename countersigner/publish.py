@@ -3,7 +3,11 @@
 :func:`publish` runs these steps and stops at the first that fails, raising :class:`PublishError`
 (or a :class:`verifier.errors.VerificationError` subclass) with the reason:
 
-1. **keyset**: read the (possibly hand-written) JSON file, canonicalise it
+1. **keyset**: read the (possibly hand-written) JSON file; name the trust root it is signed under
+   (bundles/FORMAT.md §3.3): with ``trust_root``, a file without a ``trust_root`` field gets
+   ``{"sha256": SHA-256(trust root body), "version": v}`` inserted, and a file with one must name
+   exactly that root (:func:`verifier.bundle.require_root_name`); with ``anchor_keys`` (no trust root
+   file to name) the file must carry the field already. Then canonicalise it
    (:func:`verifier.keyset.canonicalize_keyset`: schema, key encodings, curve points, epoch,
    ``previous`` rules), check that its bundle fits in one log entry
    (:data:`verifier.bundle.MAX_BUNDLE_SIZE`) and check its dates against the clock (not expired,
@@ -46,15 +50,30 @@ from typing import Any
 from keys import KeyBackendError, Signer, load_signer
 from keys.privatefile import read_private_file
 from verifier.atomicfile import write_atomic
-from verifier.bundle import MAX_BUNDLE_SIZE, parse_bundle, verify_bundle
-from verifier.cjson import loads_strict
+from verifier.bundle import MAX_BUNDLE_SIZE, parse_bundle, require_root_name, verify_bundle
+from verifier.cjson import dumps_canonical, loads_strict
 from verifier.errors import ChainError, FetchError, FormatError, SizeLimitError, VerificationError
 from verifier.http import HttpClient, sanitize
-from verifier.keyset import Keyset, canonicalize_keyset, check_next_epoch, format_time, parse_keyset
+from verifier.keyset import (
+    MAX_KEYSET_SIZE,
+    Keyset,
+    TrustRootRef,
+    canonicalize_keyset,
+    check_next_epoch,
+    format_time,
+    parse_keyset,
+)
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
 from verifier.signatures import KeyGroup
 from verifier.statement import Statement, parse_statement
-from verifier.trustroot import LogConfig, TrustRoot, encode_trust_root_body, load_trust_root, parse_trust_root_body
+from verifier.trustroot import (
+    MAX_VERSION,
+    LogConfig,
+    TrustRoot,
+    encode_trust_root_body,
+    load_trust_root,
+    parse_trust_root_body,
+)
 
 from .countersign import ExpectedStatement, build_bundle, countersign, verify_anchor_signatures
 from .errors import PublishError
@@ -177,12 +196,16 @@ def parse_anchor_response(obj: Any) -> AnchorResponse:
 # -- trust ------------------------------------------------------------------------------------------
 
 
-def derived_trust_root(namespace: str, anchor_keys: list[bytes], countersigner_key: bytes, now: int) -> TrustRoot:
+def derived_trust_root(namespace: str, anchor_keys: list[bytes], countersigner_key: bytes, now: int,
+                       names: TrustRootRef | None = None) -> TrustRoot:
     """A trust root of the given anchor keys and the countersign key, for checking a bundle.
 
     Used with explicit ``--anchor-key`` instead of ``--trust-root``: the anchors are the operator's own
     choice, never the keys a signer advertises. The log and freshness keys are random placeholders
-    (a trust root must name them; a bundle check never reads them).
+    (a trust root must name them; a bundle check never reads them). ``names`` is the root the keyset
+    names: without its body that name cannot be checked here, so the derived root is numbered one past
+    it (``verify_bundle``'s name check accepts a keyset naming an older root, FORMAT.md §3.3); the
+    distributor checks the name against the root in force (``require_root_name``).
     """
     def placeholder(name: str, alg: int) -> NoteVerifier:
         from verifier.ed25519 import public_key_from_seed
@@ -190,8 +213,12 @@ def derived_trust_root(namespace: str, anchor_keys: list[bytes], countersigner_k
         return NoteVerifier.from_public_key(name, public_key_from_seed(secrets.token_bytes(32)), alg)
 
     origin = "publish-check.invalid"
+    version = 1 if names is None else names.version + 1
+    if version > MAX_VERSION:
+        raise PublishError(f"keyset names trust root v{names.version if names else 0}: without --trust-root that name "
+                           "cannot be checked")
     body = encode_trust_root_body(
-        version=1, namespace=namespace,
+        version=version, namespace=namespace,
         anchors=KeyGroup(tuple(NoteVerifier.from_public_key(f"anchor{i}", k) for i, k in enumerate(anchor_keys)), 1),
         countersigners=KeyGroup((NoteVerifier.from_public_key("countersigner", countersigner_key),), 1),
         log=LogConfig(origin, placeholder(origin, 1), placeholder(origin + "/freshness", ALG_COSIGNATURE_V1), 3600),
@@ -230,6 +257,42 @@ class PublishResult:
     anchor_key: bytes
     countersigner_key: bytes
     log_entry: dict[str, Any] | None
+
+
+def _load_trust_root(path: Path) -> TrustRoot:
+    try:
+        return load_trust_root(Path(path).read_bytes())
+    except OSError as exc:
+        raise PublishError(f"trust root: cannot read {path} ({exc.strerror})") from None
+
+
+def root_name(trust_root: TrustRoot) -> TrustRootRef:
+    """The name a keyset signed under ``trust_root`` carries: its version and body SHA-256 (FORMAT.md §3.3)."""
+    return TrustRootRef(trust_root.version, hashlib.sha256(trust_root.body).digest())
+
+
+def _named_keyset(raw: bytes, trust_root: TrustRoot | None) -> tuple[Keyset, str]:
+    """Step 1: the canonical keyset naming its trust root, and how the name got there.
+
+    With ``trust_root``: a file without a ``trust_root`` field gets the root's name inserted before
+    canonicalising; one with the field must name exactly that root. Without (``--anchor-key``): the
+    file must carry the field (there is no root body here to name).
+    """
+    value = loads_strict(raw, "keyset", MAX_KEYSET_SIZE)
+    inserted = isinstance(value, dict) and "trust_root" not in value
+    if inserted and trust_root is not None:
+        value["trust_root"] = root_name(trust_root).to_json()
+        raw = dumps_canonical(value)
+    keyset = parse_keyset(canonicalize_keyset(raw))
+    if trust_root is not None:
+        require_root_name(keyset, trust_root)
+        return keyset, "inserted from --trust-root" if inserted else "as written, the --trust-root's"
+    if keyset.trust_root is None:
+        raise PublishError("keyset: it has no trust_root field, and without --trust-root publish has no trust root to "
+                           "name (every new keyset must name the root it is signed under, bundles/FORMAT.md §3.3): "
+                           'add "trust_root": {"sha256": "<SHA-256 of the trust root body>", "version": <v>} to the '
+                           "keyset, or give --trust-root")
+    return keyset, "as written (not checked without --trust-root; the distributor checks it)"
 
 
 def _check_dates(keyset: Keyset, now: int, progress: Callable[[str], None]) -> None:
@@ -325,13 +388,16 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
         raise PublishError(f"keyset: cannot read {req.keyset_path} ({exc.strerror})") from None
     if len(raw) > MAX_KEYSET_FILE:
         raise PublishError(f"keyset: {req.keyset_path} is larger than {MAX_KEYSET_FILE} bytes")
+    trust_root = _load_trust_root(req.trust_root_path) if req.trust_root_path is not None else None
     try:
-        keyset = parse_keyset(canonicalize_keyset(raw))
+        keyset, how = _named_keyset(raw, trust_root)
     except VerificationError as exc:
         raise PublishError(f"keyset refused: {exc}") from None
     _check_fits_in_a_bundle(keyset, now)
+    assert keyset.trust_root is not None
     progress(f"[1/8] keyset {keyset.namespace} epoch {keyset.epoch}: {len(keyset.fleets)} fleet(s), "
-             f"digest {keyset.digest.hex()}, previous {keyset.previous.hex()[:16]}…")
+             f"names trust root v{keyset.trust_root.version} ({how}), digest {keyset.digest.hex()}, "
+             f"previous {keyset.previous.hex()[:16]}…")
     _check_dates(keyset, now, progress)
 
     # 2. countersign key
@@ -347,11 +413,7 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
         signer_keys = [bytes.fromhex(k["public_key"]) for k in info["keys"]]
     except (TypeError, KeyError, ValueError):
         raise PublishError("signer /info: expected {\"keys\": [{\"public_key\": <hex>, ...}]}") from None
-    if req.trust_root_path is not None:
-        try:
-            trust_root = load_trust_root(Path(req.trust_root_path).read_bytes())
-        except OSError as exc:
-            raise PublishError(f"trust root: cannot read {req.trust_root_path} ({exc.strerror})") from None
+    if trust_root is not None:
         trust_root.check_not_expired(now)
         if trust_root.namespace != keyset.namespace:
             raise PublishError(f"keyset namespace {keyset.namespace!r} is not the trust root's "
@@ -368,7 +430,8 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
             raise PublishError("none of the signer's keys (/info: "
                                f"{', '.join(k.hex()[:16] + '…' for k in signer_keys) or 'none'}) is a trusted "
                                "--anchor-key")
-        trust_root = derived_trust_root(keyset.namespace, list(req.anchor_keys), cs_signer.public_key, now)
+        trust_root = derived_trust_root(keyset.namespace, list(req.anchor_keys), cs_signer.public_key, now,
+                                        keyset.trust_root)
         progress("[3/8] no --trust-root: checking against the given anchor key(s) "
                  f"({', '.join(k.hex()[:16] + '…' for k in req.anchor_keys)}) and the countersign key")
 
@@ -442,5 +505,6 @@ __all__ = [
     "parse_json_body",
     "publish",
     "read_token",
+    "root_name",
     "write_atomically",
 ]

@@ -9,11 +9,16 @@ Endpoints (DESIGN.md §5; every error is JSON ``{"error": "<reason>"}``):
     C2SP hash tiles and entry bundles (``application/octet-stream``), full or partial.
 ``GET /entry/<N>``
     The exact bytes of entry ``N`` (``application/octet-stream``; ``<N>`` encoded like a tile index;
-    bundles/FORMAT.md "Per-entry objects"); 404 at or beyond the current size.
+    bundles/FORMAT.md §9.6); 404 at or beyond the current size.
+``GET /trust-root/<version>``
+    The per-version object of logged trust-root rotation ``version`` (``application/octet-stream``:
+    its log index in decimal, a line feed, the exact envelope; FORMAT.md §9.7); 404 for a version
+    never logged (the bootstrap root included).
 ``POST /api/v1/bundles`` (``Authorization: Bearer <token>``, body = bundle bytes, at most 1 MiB)
     201 ``{"index", "epoch", "checkpoint", "proof"}`` for a new entry, 200 (same shape) for an
     identical re-publish; 400 malformed or does not verify; 401 missing/bad token; 409 rule break
-    (wrong epoch or chain, another bundle for a logged epoch); 413 too large; 503 no trust root.
+    (wrong epoch or chain, another bundle for a logged epoch, a keyset not naming the trust root in
+    force, an active fleet whose id or key was revoked before); 413 too large; 503 no trust root.
 ``POST /api/v1/trust-roots`` (same token; body = rotation envelope)
     201/200 ``{"index", "version", "checkpoint", "proof"}``; 400/401/409/413/503 as above.
 ``GET /api/v1/bundles/latest``, ``GET /api/v1/bundles/<epoch>``
@@ -36,9 +41,10 @@ of the body, truncated to 128 bits) and answers ``If-None-Match`` with 304; ``Ca
 
 * ``public, max-age=31536000, immutable`` (:data:`CACHE_IMMUTABLE`): every ``/tile/...`` response,
   full or partial (a partial tile's URL names its width, so its bytes never change), every
-  ``/entry/<N>``, a consistency proof between two explicit sizes (``from`` and ``to``: an append-only
-  log's proof between two sizes is fixed), and an epochs page whose content is complete and fixed
-  (``before`` given and every epoch below it logged: epochs are contiguous from 1 and never change);
+  ``/entry/<N>`` and ``/trust-root/<version>``, a consistency proof between two explicit sizes
+  (``from`` and ``to``: an append-only log's proof between two sizes is fixed), and an epochs page
+  whose content is complete and fixed (``before`` given and every epoch below it logged: epochs are
+  contiguous from 1 and never change);
 * ``public, max-age=5`` (:data:`CACHE_CHECKPOINT`): ``/checkpoint``, the one mutable read (C2SP
   tlog-tiles: no caching beyond a few seconds; short against the freshness interval, 60 s);
 * ``no-cache`` (:data:`CACHE_API`, store but revalidate: the ETag makes that a 304): everything else,
@@ -65,7 +71,7 @@ from verifier.checkpoint import parse_decimal
 from verifier.errors import VerificationError
 from verifier.note import NoteSigner
 from verifier.tiles import parse_tile_path
-from verifier.trustroot import load_trust_root
+from verifier.trustroot import MAX_VERSION, load_trust_root
 
 from .config import Config
 from .errors import (
@@ -141,7 +147,8 @@ class Service:
             if cfg.static_dir is not None:
                 log_key = NoteSigner.from_signer(cfg.origin, log_signer).verifier
                 freshness = Freshness(cfg.origin, freshness_signer, interval=cfg.freshness_interval, clock=cfg.clock)
-                self.writer = StaticWriter(cfg.static_dir, log_key=log_key, freshness=freshness)
+                self.writer = StaticWriter(cfg.static_dir, log_key=log_key, freshness=freshness,
+                                           entry_objects=cfg.export_entry_objects)
                 self.writer.exported_size()  # refuses a directory that holds another log's checkpoint
                 self.static = BackgroundWriter(self.writer, self.storage)
             self.log = Log(self.storage, origin=cfg.origin, log_signer=log_signer, freshness_signer=freshness_signer,
@@ -283,6 +290,18 @@ def entry(rest: str) -> Response:
     if data is None:
         return _error(404, f"entry {index} does not exist at the current tree size")
     return _cached(data, "application/octet-stream", CACHE_IMMUTABLE)
+
+
+@tiles_bp.get("/trust-root/<path:rest>")
+def trust_root_object(rest: str) -> Response:
+    try:
+        version = parse_decimal(rest, "trust-root version", MAX_VERSION)
+    except VerificationError as exc:
+        return _error(404, f"not a trust-root object: {exc}")
+    data = service().log.trust_root_object(version)
+    if data is None:
+        return _error(404, f"trust root version {version} was never logged")
+    return _cached(data, "application/octet-stream", CACHE_IMMUTABLE)  # written once, never changes
 
 
 # -- read API --------------------------------------------------------------------------------------

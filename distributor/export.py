@@ -1,13 +1,16 @@
 """The static read path: the log's checkpoint, hash tiles, entry bundles and entries as plain files.
 
 Layout (the C2SP tlog-tiles URL paths, so any static file server or CDN serves all reads, plus one
-object per entry, bundles/FORMAT.md "Per-entry objects")::
+object per entry, bundles/FORMAT.md §9.6, and one per logged trust-root version, §9.7)::
 
     <dir>/checkpoint                      the served checkpoint (distributor.freshness): log-signed +
                                           freshness cosignature, the very bytes the API serves
     <dir>/tile/<L>/<N>[.p/<W>]            hash tiles
     <dir>/tile/entries/<N>[.p/<W>]        entry bundles
     <dir>/entry/<N>                       entry N's exact bytes, <N> encoded like a tile index
+                                          (verifier.tiles.entry_object_path; optional: entry_objects)
+    <dir>/trust-root/<version>            the log index of rotation <version>, a line feed, its exact
+                                          envelope (verifier.trustroot.encode_trust_root_object)
 
 Writing rules, which make the directory safe to serve at any instant and after any crash:
 
@@ -15,11 +18,12 @@ Writing rules, which make the directory safe to serve at any instant and after a
   name (a reader sees the old file or the new one, never a torn one);
 * every file but the checkpoint is immutable and written once: a full tile, a partial tile ``.p/W``
   (written for the width a checkpoint needs; its URL names its width, so its content never changes,
-  and older widths stay), an entry object; one that already exists (from an interrupted earlier
-  export) is left as it is;
-* only committed data is exported (the writer runs after the database COMMIT), tiles and entries
-  before the checkpoint: new files and the directories that gained entries are fsync'd before the
-  checkpoint is renamed into place, so the checkpoint never names a file that is not durable;
+  and older widths stay), an entry object, a trust-root object; one that already exists (from an
+  interrupted earlier export) is left as it is;
+* only committed data is exported (the writer runs after the database COMMIT), tiles, entries and
+  trust-root objects before the checkpoint: new files and the directories that gained entries are
+  fsync'd before the checkpoint is renamed into place, so the checkpoint never names a file that is
+  not durable (nor an entry or a rotation whose object is not);
 * the exported size is the size of ``<dir>/checkpoint``; export is incremental from that size and
   idempotent (run it again and nothing changes), and every writer (the serve process's writer, any
   number of ``fleetkeys export`` runs) takes an exclusive ``flock`` on ``<dir>/.lock`` first, so the
@@ -30,7 +34,7 @@ Writing rules, which make the directory safe to serve at any instant and after a
   rewrites the file whenever the row differs from it; the file's own freshness time is passed as the
   floor of a renewal, so the time in the file never goes backwards either;
 * a directory exported before entry objects existed gets them on its next sync (the newest one
-  missing means none were written).
+  missing means none were written); likewise every missing trust-root object of a logged rotation.
 """
 
 from __future__ import annotations
@@ -51,17 +55,18 @@ from verifier.note import NoteVerifier, parse_note
 from verifier.tiles import (
     TILE_HEIGHT,
     TILE_WIDTH,
-    encode_index,
     entries_path,
     entry_bundle_prefix,
+    entry_object_path,
     split_entry_bundle,
     tile_path,
 )
+from verifier.trustroot import encode_trust_root_object, trust_root_object_path
 
 from .errors import ExportError, IntegrityError, TreeError
 from .freshness import Freshness, ServedCheckpoint
 from .log import Batch
-from .storage import Head, ServedRow, Storage, Tx
+from .storage import Head, ServedRow, Storage, TrustRootRow, Tx
 from .tree import Edge, levels_for_size
 
 log = logging.getLogger("fleetkeys.distributor.export")
@@ -72,13 +77,9 @@ _ROUND_FILES = 256
 _MAX_ENTRY_PATH = 200
 
 
-def entry_path(index: int) -> str:
-    """Path of the per-entry object of entry ``index``: ``entry/<N>``, ``<N>`` as a tile index."""
-    return "entry/" + encode_index(index)
-
-
 def parse_entry_path(path: str) -> int:
-    """The index named by an entry object path; :class:`ValueError` unless it is the canonical one."""
+    """The index named by an entry object path; :class:`ValueError` unless it is the canonical one
+    (``verifier.tiles.entry_object_path`` of that index: the one home of the path rule)."""
     if len(path) > _MAX_ENTRY_PATH or not path.startswith("entry/"):
         raise ValueError(f"not an entry path: {path[:80]!r}")
     groups = path[len("entry/"):].split("/")
@@ -90,9 +91,15 @@ def parse_entry_path(path: str) -> int:
             raise ValueError(f"entry path {path!r}: malformed index element {group!r}")
         digits.append(g)
     index = int("".join(digits))
-    if entry_path(index) != path:
-        raise ValueError(f"entry path {path!r} is not canonical (expected {entry_path(index)!r})")
+    if entry_object_path(index) != path:
+        raise ValueError(f"entry path {path!r} is not canonical (expected {entry_object_path(index)!r})")
     return index
+
+
+def trust_root_file(row: TrustRootRow) -> tuple[str, bytes]:
+    """The per-version object of a logged rotation: ``trust-root/<version>`` and its body (the index in
+    decimal, a line feed, the envelope)."""
+    return trust_root_object_path(row.version), encode_trust_root_object(row.index, row.envelope)
 
 
 def _batch_entries(batch: Batch) -> list[tuple[int, bytes]]:
@@ -115,7 +122,8 @@ class StaticWriter:
     ``entry_objects=False`` writes no ``entry/<N>`` objects (a C2SP-only directory, which clients read
     through the entry bundles). Each entry object is one more fsync'd file, so for bulk logs of many
     small entries they, not the database, bound the export rate (a few thousand entries/s on one
-    disk, where tiles and bundles alone follow well over 50,000/s).
+    disk, where tiles and bundles alone follow well over 50,000/s: bulk appends are about 25 times
+    slower with them). Trust-root objects are always written (a fresh client needs them, §7.4).
     """
 
     def __init__(self, directory: str, *, log_key: NoteVerifier, freshness: Freshness,
@@ -255,7 +263,8 @@ class StaticWriter:
             files += [(entries_path(index, min(TILE_WIDTH, batch.end - index * TILE_WIDTH)), data)
                       for index, data in sorted(batch.bundles.items())]
             if self.entry_objects:
-                files += [(entry_path(index), entry) for index, entry in _batch_entries(batch)]
+                files += [(entry_object_path(index), entry) for index, entry in _batch_entries(batch)]
+            files += [trust_root_file(row) for row in batch.roots]
             self._write_immutable(files, batch.served)
 
     def _write_immutable(self, files: Sequence[tuple[str, bytes]], checkpoint: bytes) -> None:
@@ -290,7 +299,7 @@ class StaticWriter:
             if size > exported:
                 self._check_head(tx, head.checkpoint, size)
             # The entry objects of a directory exported before they existed: all of them, once.
-            entries_from = 0 if exported and not self._exists(entry_path(exported - 1)) else exported
+            entries_from = 0 if exported and not self._exists(entry_object_path(exported - 1)) else exported
             if not self.entry_objects:
                 entries_from = size
             files, durable = self._export_range(tx, exported, size, entries_from)
@@ -357,7 +366,7 @@ class StaticWriter:
         for index in range(entries_from // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1 if size > entries_from else 0):
             base = index * TILE_WIDTH
             first, last = max(entries_from, base), min(size, base + TILE_WIDTH)
-            todo = [n for n in range(first, last) if missing(entry_path(n))]
+            todo = [n for n in range(first, last) if missing(entry_object_path(n))]
             if not todo:
                 continue
             try:
@@ -365,7 +374,15 @@ class StaticWriter:
             except VerificationError as exc:
                 raise IntegrityError(f"entry bundle {index} in the database: {exc}") from exc
             for n in todo:
-                add(entry_path(n), entries[n - base])
+                add(entry_object_path(n), entries[n - base])
+        # Trust-root objects: those of the new rotations, and any an older exporter did not write.
+        for row in tx.trust_roots():
+            if row.index >= size:
+                continue
+            rel, data = trust_root_file(row)
+            absent = missing(rel) if row.index >= exported else not self._exists(rel)
+            if absent:
+                add(rel, data)
         return files, skipped
 
 
@@ -447,7 +464,7 @@ def coalesce(batches: Sequence[Batch]) -> list[Batch]:
         if out and out[-1].end == b.start:
             prev = out[-1]
             out[-1] = Batch(prev.start, b.end, {**prev.tiles, **b.tiles}, {**prev.bundles, **b.bundles}, b.checkpoint,
-                            b.served)
+                            b.served, prev.roots + b.roots)
         else:
             out.append(b)
     return out
@@ -509,8 +526,8 @@ def nginx_server_block(static_dir: str, listen: str = "80", upstream: str | None
     """The nginx ``server { }`` block that serves an exported directory (the README's configuration).
 
     The same headers as the distributor app (:mod:`distributor.app`): every tile, full or partial,
-    every entry bundle and every entry object ``public, max-age=31536000, immutable`` and
-    ``application/octet-stream``; the checkpoint ``public, max-age=5`` and ``text/plain;
+    every entry bundle, every entry object and every trust-root object ``public, max-age=31536000,
+    immutable`` and ``application/octet-stream``; the checkpoint ``public, max-age=5`` and ``text/plain;
     charset=utf-8``; nginx's ETag (a strong validator for files served as they are) and 304s; a 404
     (a tile or entry that does not exist yet) ``no-store`` with a JSON body; temporary and lock files
     (dot names) are never served. With ``upstream`` (e.g. ``127.0.0.1:8080`` or an ``upstream``
@@ -541,9 +558,12 @@ def nginx_server_block(static_dir: str, listen: str = "80", upstream: str | None
     location /entry/ {{                                 # per-entry objects: written once, never change
         {immutable}
     }}
+    location /trust-root/ {{                            # per-version trust-root objects: likewise
+        {immutable}
+    }}
 {api}}}
 """
 
 
-__all__ = ["BackgroundWriter", "ExportError", "Refresher", "StaticWriter", "coalesce", "entry_path", "nginx_server_block",
-           "parse_entry_path"]
+__all__ = ["BackgroundWriter", "ExportError", "Refresher", "StaticWriter", "coalesce", "nginx_server_block",
+           "parse_entry_path", "trust_root_file"]

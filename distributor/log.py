@@ -8,10 +8,13 @@ Appending (:meth:`Log.publish_batch`, :meth:`Log.rotate_trust_root`, :meth:`Log.
 1. outside the writer lock: size bound (an entry must fit a C2SP entry bundle: 65535 bytes), and
    bundle signatures checked against the trust root in force (the expensive part);
 2. inside one storage write transaction (exclusive across processes and replicas): read the head;
-   if another process moved it, reload the tree edge, the last epoch and the trust root in force
-   from the database; apply the log's rules (epoch = last + 1, ``previous`` = last digest, identical
-   re-publish returns the existing index, a rotation is signed by the root in force); extend the
-   tree; sign the new checkpoint; write entry bundles, tile rows, epoch/trust-root rows and the new head;
+   if another process moved it, reload the tree edge, the last epoch, the revocation marks and the
+   trust root in force from the database; apply the log's rules (identical re-publish returns the
+   existing index; the keyset names exactly the trust root in force, ``verifier.bundle.require_root_name``;
+   epoch = last + 1, ``previous`` = last digest, ``issued_at`` not earlier; no active fleet reuses a
+   fleet id or key revoked by any logged keyset, ``verifier.update.check_revocations``; a rotation is
+   signed by the root in force); extend the tree; sign the new checkpoint; write entry bundles, tile
+   rows, epoch/trust-root rows, the new revocation marks and the new head;
 3. COMMIT. When it returns the append is durable (see the backends) and only then is it
    acknowledged, cached, and handed to the static writer.
 
@@ -23,7 +26,8 @@ Reads never take the writer lock: each reads the head, the served checkpoint and
 needs in one read transaction (renewing the served checkpoint first when it is older than the
 freshness interval, which does take the writer lock, once for everyone). Start-up
 (:func:`check_integrity`) recomputes every tile level from the stored entries and checks the root
-against the latest signed checkpoint; a mismatch raises :class:`IntegrityError`.
+against the latest signed checkpoint, and recomputes the revocation marks from the stored bundles and
+checks them against the ``revoked`` table; a mismatch raises :class:`IntegrityError`.
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from verifier.bundle import parse_bundle, verify_bundle
+from verifier.bundle import parse_bundle, require_root_name, verify_bundle
 from verifier.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint_body, sign_checkpoint
-from verifier.errors import ChainError, RollbackError, VerificationError
-from verifier.keyset import check_next_epoch, format_time
+from verifier.errors import ChainError, MismatchError, RollbackError, SizeLimitError, TrustRootError, VerificationError
+from verifier.keyset import check_next_epoch, format_time, parse_keyset
 from verifier.merkle import EMPTY_ROOT, HASH_SIZE, consistency_proof, inclusion_proof, leaf_hash, verify_inclusion
 from verifier.note import NoteSigner, NoteVerifier, parse_note
 from verifier.statement import parse_statement
@@ -54,7 +58,14 @@ from verifier.tiles import (
     tile_width_at,
 )
 from verifier.tlogproof import TlogProof
-from verifier.trustroot import TrustRoot, parse_envelope, parse_trust_root_body, verify_rotation
+from verifier.trustroot import (
+    TrustRoot,
+    encode_trust_root_object,
+    parse_envelope,
+    parse_trust_root_body,
+    verify_rotation,
+)
+from verifier.update import check_revocations
 
 from .errors import (
     DistributorError,
@@ -68,7 +79,7 @@ from .errors import (
     TreeError,
 )
 from .freshness import Freshness, ServedCheckpoint
-from .storage import EpochRow, Head, ServedRow, Storage, TrustRootRow, Tx
+from .storage import EpochRow, Head, RevokedRow, ServedRow, Storage, TrustRootRow, Tx, logged_revocations
 from .tree import Edge, check_level, levels_for_size
 
 #: Tile rows read per query during the start-up check.
@@ -90,7 +101,8 @@ class Batch:
     """A committed append, handed to the static writer: the tree grew from ``start`` to ``end`` leaves;
     ``tiles`` and ``bundles`` are the hash tiles and entry bundles that changed, at their new widths;
     ``checkpoint`` is the log-signed checkpoint of ``end`` and ``served`` the served checkpoint
-    (with its freshness cosignature) stored with it."""
+    (with its freshness cosignature) stored with it; ``roots`` the trust-root rotations appended
+    (their per-version objects, FORMAT.md §9.7)."""
 
     start: int
     end: int
@@ -98,6 +110,7 @@ class Batch:
     bundles: dict[int, bytes]
     checkpoint: bytes
     served: bytes
+    roots: tuple[TrustRootRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,7 @@ class _State:
     checkpoint: bytes
     last: EpochRow | None  # the newest epoch (None before epoch 1): what the next-epoch rule needs
     trust_root: TrustRoot | None
+    revoked: frozenset[str]  # every logged revocation mark: what the revocation rule needs
 
     @property
     def size(self) -> int:
@@ -135,6 +149,8 @@ class _Change:
     results: list[Published] = field(default_factory=list)
     last: EpochRow | None = None
     trust_root: TrustRoot | None = None
+    revoked: frozenset[str] | None = None  # the marks after this change (None: unchanged)
+    marks: list[RevokedRow] = field(default_factory=list)  # the marks this change adds
 
 
 def _verified_checkpoint(signed: bytes, log_key: NoteVerifier) -> SignedCheckpoint:
@@ -151,7 +167,9 @@ def check_integrity(storage: Storage, log_key: NoteVerifier, *, entries: bool = 
     Steps: (1) the latest checkpoint verifies under ``log_key`` and names the stored size; (2) every
     level-0 tile equals the leaf hashes of the stored entries (``entries=True``; else only widths);
     (3) every higher tile equals the roots of the full tiles below it; (4) no tile or entry lies
-    beyond the size; (5) the root from the top tiles equals the checkpoint's root. Raises
+    beyond the size; (5) the root from the top tiles equals the checkpoint's root; (6) with
+    ``entries=True``, the ``revoked`` table holds exactly the revocation marks of the logged keysets,
+    each at the first epoch that revoked it (:func:`distributor.storage.logged_revocations`). Raises
     :class:`IntegrityError` saying which check failed. Returns the verified head.
     """
     with storage.read() as tx:
@@ -178,7 +196,31 @@ def check_integrity(storage: Storage, log_key: NoteVerifier, *, entries: bool = 
         if root != signed.root:
             raise IntegrityError(f"stored tree of size {size} has root {root.hex()} but the latest signed checkpoint "
                                  f"says {signed.root.hex()}")
+        if entries:
+            _check_revoked(tx)
     return head
+
+
+def _check_revoked(tx: Tx) -> None:
+    """Step 6 of :func:`check_integrity`: the ``revoked`` table against the stored keysets."""
+    expected = logged_revocations(tx)
+    found = tx.revoked()
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        row = expected[missing[0]]
+        raise IntegrityError(f"the revoked table lacks {len(missing)} revocation mark(s) of the logged keysets, first "
+                             f"{row.mark!r} (revoked by epoch {row.epoch} at index {row.index}): the rule that a "
+                             "revocation is never undone cannot be enforced from it")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        row = found[extra[0]]
+        raise IntegrityError(f"the revoked table holds {len(extra)} revocation mark(s) that no logged keyset revokes, "
+                             f"first {row.mark!r} (recorded for epoch {row.epoch} at index {row.index})")
+    for mark in sorted(expected):
+        if found[mark] != expected[mark]:
+            raise IntegrityError(f"the revoked table records {mark!r} at epoch {found[mark].epoch} (index "
+                                 f"{found[mark].index}), but the logged keysets first revoke it at epoch "
+                                 f"{expected[mark].epoch} (index {expected[mark].index})")
 
 
 def _expected_hashes(tx: Tx, level: int, below: bytes, entries: bool) -> Callable[[int, int], bytes] | None:
@@ -347,7 +389,7 @@ class Log:
                 tail = entry_bundle_prefix(tx.entry_bundle(head.size // TILE_WIDTH) or b"", head.size % TILE_WIDTH)
             except VerificationError as exc:
                 raise IntegrityError(f"the last entry bundle is damaged: {exc}") from exc
-        return _State(edge, tail, head.checkpoint, tx.last_epoch(), self._root_in_force(tx))
+        return _State(edge, tail, head.checkpoint, tx.last_epoch(), self._root_in_force(tx), frozenset(tx.revoked()))
 
     def self_check(self, *, entries: bool = True) -> Head:
         """Run :func:`check_integrity` on this log's storage."""
@@ -373,11 +415,13 @@ class Log:
                     tx.put_tiles(tiles)
                     tx.put_epochs(change.epochs)
                     tx.put_trust_roots(change.roots)
+                    tx.put_revoked(change.marks)
                     tx.set_head(edge.size, checkpoint)
                     served = self.served.issue(tx, edge.size, checkpoint)
-                    new_state = _State(edge, tail, checkpoint, change.last,
-                                       change.trust_root)
-                    batch = Batch(state.size, edge.size, tiles, bundles, checkpoint, served.checkpoint)
+                    new_state = _State(edge, tail, checkpoint, change.last, change.trust_root,
+                                       state.revoked if change.revoked is None else change.revoked)
+                    batch = Batch(state.size, edge.size, tiles, bundles, checkpoint, served.checkpoint,
+                                  tuple(change.roots))
             # COMMIT returned: the append is durable. Only now is it cached and exported.
             self._state = new_state
             if batch is not None and self._static is not None:
@@ -421,9 +465,14 @@ class Log:
     def publish_batch(self, bundles: Sequence[bytes]) -> list[Published]:
         """Validate bundles and append them in order, all in one transaction with one checkpoint.
 
-        Each must verify against the trust root in force (:class:`InvalidEntry`), be epoch last + 1
-        with ``previous`` = the last keyset digest (:class:`RuleViolation`); one that is byte-for-byte
-        a logged bundle returns its existing index. Any refusal refuses the whole batch.
+        Each must verify against the trust root in force (:class:`InvalidEntry`); one that is
+        byte-for-byte a logged bundle returns its existing index (also one logged before keysets
+        named their root). Every other must (:class:`RuleViolation` otherwise): name exactly the
+        trust root in force (``verifier.bundle.require_root_name``, FORMAT.md §3.3), be the next
+        epoch (``previous`` = the last keyset digest, ``issued_at`` not earlier), not be expired, and
+        keep the revocation rule over the whole log (``verifier.update.check_revocations``: no active
+        fleet whose id or key any logged keyset revoked, FORMAT.md §3.2). Any refusal refuses the
+        whole batch.
         """
         for data in bundles:
             self._check_size(data)
@@ -439,14 +488,14 @@ class Log:
             except VerificationError as exc:
                 logged = self._logged_identical(data)
                 if logged is None:
-                    raise self._refusal(exc, i, len(bundles)) from exc
+                    raise self._refusal(exc, i, len(bundles), data, root) from exc
                 pre.append((bytes(data), logged))
 
         def plan(tx: Tx, state: _State) -> _Change:
             current = state.trust_root
             if current is None:
                 raise NotConfigured("no trust root is configured")
-            change = _Change(last=state.last, trust_root=current)
+            change = _Change(last=state.last, trust_root=current, revoked=state.revoked)
             pending: dict[int, int] = {}
             for i, (data, checked) in enumerate(pre):
                 if isinstance(checked, Published):
@@ -457,7 +506,7 @@ class Log:
                     try:
                         verified = verify_bundle(data, current)
                     except VerificationError as exc:
-                        raise self._refusal(exc, i, len(pre)) from exc
+                        raise self._refusal(exc, i, len(pre), data, current) from exc
                 epoch = verified.keyset.epoch
                 if epoch in pending:
                     raise RuleViolation(f"epoch {epoch} appears twice in the batch")
@@ -468,6 +517,11 @@ class Log:
                         continue
                     raise RuleViolation(f"epoch {epoch} is already logged at index {row.index} with a different "
                                         "bundle")
+                where = f"bundle {i} of {len(pre)}: " if len(pre) > 1 else ""
+                try:
+                    require_root_name(verified.keyset, current)
+                except MismatchError as exc:
+                    raise RuleViolation(f"{where}{exc}") from exc
                 try:
                     check_next_epoch(change.last, verified.keyset)
                 except ChainError as exc:
@@ -478,8 +532,15 @@ class Log:
                     raise RuleViolation(f"keyset epoch {epoch} already expired at "
                                         f"{format_time(verified.keyset.expires_at)}")
                 index = state.size + len(change.entries)
-                pending[epoch] = index
                 ks = verified.keyset
+                assert change.revoked is not None
+                try:
+                    revoked = check_revocations(change.revoked, ks)
+                except (RollbackError, SizeLimitError) as exc:
+                    raise RuleViolation(f"{where}{exc}") from exc
+                change.marks += [RevokedRow(m, epoch, index) for m in sorted(revoked - change.revoked)]
+                change.revoked = revoked
+                pending[epoch] = index
                 change.entries.append(data)
                 change.last = EpochRow(epoch, index, ks.digest, tuple(f.fleet_id for f in ks.fleets), ks.issued_at,
                                        ks.expires_at)
@@ -490,10 +551,21 @@ class Log:
         return self._commit(plan)
 
     @staticmethod
-    def _refusal(exc: VerificationError, i: int, n: int) -> DistributorError:
+    def _refusal(exc: VerificationError, i: int, n: int, data: bytes, root: TrustRoot) -> DistributorError:
+        """The refusal of a bundle that ``verify_bundle`` refused under ``root``: a rule break (409) for a
+        chain break, a rollback, or a keyset naming another trust root (``verify_bundle`` ran its name
+        check, ``check_names_root``, after the signatures; the answer is ``require_root_name``'s), else
+        an invalid entry (400)."""
         where = f"bundle {i} of {n}: " if n > 1 else ""
         if isinstance(exc, ChainError | RollbackError):
             return RuleViolation(f"{where}{exc}")
+        if isinstance(exc, MismatchError | TrustRootError):
+            try:
+                require_root_name(parse_keyset(parse_bundle(data).keyset), root)
+            except MismatchError as named:
+                return RuleViolation(f"{where}{named}")
+            except VerificationError:
+                pass
         return InvalidEntry(f"{where}bundle does not verify: {exc}")
 
     def _logged_identical(self, data: bytes) -> Published | None:
@@ -631,6 +703,13 @@ class Log:
             return row, self._prove(tx, head, served, row.index, data)
 
         return self.served.read(find)
+
+    def trust_root_object(self, version: int) -> bytes | None:
+        """The per-version object ``trust-root/<version>`` (FORMAT.md §9.7) of a logged rotation:
+        its index and exact envelope (``None`` for a version never logged, e.g. the bootstrap root)."""
+        with self.storage.read() as tx:
+            row = tx.trust_root(version)
+        return None if row is None else encode_trust_root_object(row.index, row.envelope)
 
     def logged_trust_root(self, version: int) -> tuple[TrustRootRow, ProvenEntry]:
         """A logged trust-root envelope by version, with its inclusion proof."""

@@ -11,6 +11,12 @@ What is stored (the same tables in both backends)::
                                            width * 32 bytes; a full tile has 256 hashes and never changes
     epochs(epoch, idx, digest, fleet_ids, issued_at, expires_at)     one row per logged bundle
     trust_roots(version, idx, envelope)    one row per logged trust-root rotation
+    revoked(mark, epoch, idx)              the revocation marks (``verifier.update.revocation_marks``:
+                                           ``id:<fleet_id>``, ``key:<alg>:<base64 key>``) of every
+                                           logged keyset, each with the epoch and index of the first
+                                           keyset that revoked it: what the revocation rule
+                                           (FORMAT.md §3.2) checks a new keyset against, written in
+                                           the write transaction of the entry that revokes
     served_checkpoint(id = 1, size, freshness_time, checkpoint)
                                            the one checkpoint every worker and replica serves: the
                                            exact bytes (log signature + freshness cosignature), the
@@ -28,13 +34,17 @@ lock from before the head is read until the commit, so two writers (threads, pro
 can never both take an index: SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``pg_advisory_xact_lock``.
 The commit is the durability point of an append (see the backends for which fsync makes it so).
 
-Schema versions (``meta.schema``): ``1`` had no ``served_checkpoint``; ``2`` adds it. The DDL is
-idempotent and only ever adds tables, so the first write transaction of a newer fleetkeys over a
-version-1 database (under the writer lock, like every write) creates the table and records version
-``2``: that is the whole migration. The row itself is created by the first writer that needs it
-(the log's open or append, or the exporter). A database of a version this code does not know is
-refused, and so is a version-2 database by an older fleetkeys (which would serve checkpoints with a
-freshness time of its own, the very thing version 2 exists to prevent).
+Schema versions (``meta.schema``): ``1`` had no ``served_checkpoint``; ``2`` adds it; ``3`` adds
+``revoked``. The DDL is idempotent and only ever adds tables, so the first write transaction of a
+newer fleetkeys over an older database (under the writer lock, like every write) creates the missing
+tables, backfills ``revoked`` from the stored bundles (:func:`logged_revocations`: every logged
+keyset, in epoch order, parsed without signature checks, as they were verified when logged) and
+records version ``3``: that is the whole migration, one transaction. The served-checkpoint row
+itself is created by the first writer that needs it (the log's open or append, or the exporter). A
+database of a version this code does not know is refused, and so is a newer database by an older
+fleetkeys (version 2 code would serve checkpoints with a freshness time of its own, the very thing
+version 2 exists to prevent; version 1 or 2 code would append keysets without recording their
+revocation marks).
 """
 
 from __future__ import annotations
@@ -48,14 +58,21 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from verifier.bundle import parse_bundle
+from verifier.errors import VerificationError
+from verifier.keyset import parse_keyset
 from verifier.tiles import TILE_WIDTH, split_entry_bundle
+from verifier.update import revocation_marks
 
-from .errors import StorageError
+from .errors import IntegrityError, StorageError
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 #: Older schema versions that the DDL of :func:`schema_sql` upgrades in place (what each lacked).
-MIGRATED_VERSIONS = {"1": "the served_checkpoint table"}
+MIGRATED_VERSIONS = {"1": "the served_checkpoint and revoked tables", "2": "the revoked table"}
+
+#: Epoch rows read per query when the revocation marks are recomputed from the stored bundles.
+_EPOCH_PAGE = 512
 
 TileKey = tuple[int, int]
 """``(level, index)`` of a hash tile."""
@@ -98,6 +115,15 @@ class TrustRootRow:
     version: int
     index: int
     envelope: bytes
+
+
+@dataclass(frozen=True)
+class RevokedRow:
+    """One revocation mark and where it was first logged: the keyset of ``epoch`` at log ``index``."""
+
+    mark: str
+    epoch: int
+    index: int
 
 
 class Tx:
@@ -242,6 +268,27 @@ class Tx:
                              "WHERE epoch < ? ORDER BY epoch DESC LIMIT ?", (before, limit))
         return [self._epoch_row(r) for r in rows]
 
+    def epoch_indexes(self, after: int, limit: int) -> list[tuple[int, int]]:
+        """``(epoch, index)`` of up to ``limit`` epochs above ``after``, oldest first."""
+        rows = self._all("SELECT epoch, idx FROM epochs WHERE epoch > ? ORDER BY epoch LIMIT ?", (after, limit))
+        return [(int(e), int(i)) for e, i in rows]
+
+    # -- revocation marks ---------------------------------------------------------------------------
+    def put_revoked(self, rows: Sequence[RevokedRow]) -> None:
+        """Record new marks (each is recorded once: by the first keyset that revokes it)."""
+        self._many("INSERT INTO revoked (mark, epoch, idx) VALUES (?, ?, ?)",
+                   [(r.mark, r.epoch, r.index) for r in rows])
+
+    def replace_revoked(self, rows: Sequence[RevokedRow]) -> None:
+        """Replace every recorded mark (the migration's backfill, under the writer lock)."""
+        self._cur.execute("DELETE FROM revoked")
+        self.put_revoked(rows)
+
+    def revoked(self) -> dict[str, RevokedRow]:
+        """Every recorded revocation mark."""
+        rows = self._all("SELECT mark, epoch, idx FROM revoked")
+        return {str(m): RevokedRow(str(m), int(e), int(i)) for m, e, i in rows}
+
     # -- trust roots ------------------------------------------------------------------------------
     def put_trust_roots(self, rows: Sequence[TrustRootRow]) -> None:
         self._many("INSERT INTO trust_roots (version, idx, envelope) VALUES (?, ?, ?)",
@@ -254,6 +301,42 @@ class Tx:
     def latest_trust_root(self) -> TrustRootRow | None:
         row = self._one("SELECT version, idx, envelope FROM trust_roots ORDER BY version DESC LIMIT 1")
         return None if row is None else TrustRootRow(int(row[0]), int(row[1]), bytes(row[2]))
+
+    def trust_roots(self) -> list[TrustRootRow]:
+        """Every logged rotation, oldest first (a log holds a handful)."""
+        rows = self._all("SELECT version, idx, envelope FROM trust_roots ORDER BY version")
+        return [TrustRootRow(int(v), int(i), bytes(e)) for v, i, e in rows]
+
+
+def logged_revocations(tx: Tx) -> dict[str, RevokedRow]:
+    """The revocation marks the stored bundles imply: every logged keyset (``epochs`` rows), in epoch
+    order, each mark with the first epoch that revoked it. Each entry bundle is read once.
+
+    The bundles are parsed, not verified (they were when they were logged). Raises
+    :class:`IntegrityError` for an epoch row whose entry is missing or does not parse.
+    """
+    out: dict[str, RevokedRow] = {}
+    cached: tuple[int, list[bytes]] | None = None
+    after = 0
+    while rows := tx.epoch_indexes(after, _EPOCH_PAGE):
+        for epoch, index in rows:
+            number = index // TILE_WIDTH
+            if cached is None or cached[0] != number:
+                try:
+                    cached = (number, split_entry_bundle(tx.entry_bundle(number) or b""))
+                except VerificationError as exc:
+                    raise IntegrityError(f"entry bundle {number} is damaged: {exc}") from exc
+            entries = cached[1]
+            if index % TILE_WIDTH >= len(entries):
+                raise IntegrityError(f"epoch {epoch} points at missing entry {index}")
+            try:
+                keyset = parse_keyset(parse_bundle(entries[index % TILE_WIDTH]).keyset)
+            except VerificationError as exc:
+                raise IntegrityError(f"the logged bundle of epoch {epoch} (entry {index}) does not parse: {exc}") from exc
+            for mark in revocation_marks(keyset):
+                out.setdefault(mark, RevokedRow(mark, epoch, index))
+        after = rows[-1][0]
+    return out
 
 
 def schema_sql(blob: str, bigint: str) -> list[str]:
@@ -272,6 +355,7 @@ def schema_sql(blob: str, bigint: str) -> list[str]:
         f"envelope {blob} NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS served_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), size {bigint} NOT NULL, "
         f"freshness_time {bigint} NOT NULL, checkpoint {blob} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS revoked (mark TEXT PRIMARY KEY, epoch {bigint} NOT NULL, idx {bigint} NOT NULL)",
     ]
 
 
@@ -326,6 +410,11 @@ class Storage(ABC):
     def has_schema(self) -> bool:
         """Whether the log tables exist (a log was created in this database)."""
 
+    def migrate(self) -> None:
+        """Create or upgrade the schema now (one write transaction, see the module docstring)."""
+        with self.write():
+            pass
+
     def close(self) -> None:
         """Close every connection this object opened (in any thread)."""
         with self._lock:
@@ -342,11 +431,18 @@ class Storage(ABC):
 
 
 def check_schema_version(tx: Tx, description: str) -> None:
-    """Record the schema version on first use, or the migration of an older one (see the module
-    docstring; the caller ran :func:`schema_sql` first, in the same write transaction); refuse a
-    database written by a version this code does not know."""
+    """Record the schema version on first use, or migrate an older one (see the module docstring; the
+    caller ran :func:`schema_sql` first, in the same write transaction): backfill ``revoked`` from the
+    stored bundles. Refuse a database written by a version this code does not know."""
     found = tx.meta("schema")
     if found is None or found in MIGRATED_VERSIONS:
+        if found is not None:
+            try:
+                marks = logged_revocations(tx)
+            except IntegrityError as exc:
+                raise StorageError(f"{description}: cannot migrate schema version {found!r} to {SCHEMA_VERSION!r} "
+                                   f"(backfilling the revocation marks): {exc}") from exc
+            tx.replace_revoked([marks[m] for m in sorted(marks)])
         tx.set_meta("schema", SCHEMA_VERSION)
     elif found != SCHEMA_VERSION:
         raise StorageError(f"{description}: schema version {found!r}, this fleetkeys uses {SCHEMA_VERSION!r}")
@@ -407,6 +503,7 @@ __all__ = [
     "EpochRow",
     "Head",
     "MIGRATED_VERSIONS",
+    "RevokedRow",
     "SCHEMA_VERSION",
     "ServedRow",
     "Storage",
@@ -415,6 +512,7 @@ __all__ = [
     "Tx",
     "check_schema_version",
     "iter_chunks",
+    "logged_revocations",
     "open_storage",
     "redact_url",
     "schema_sql",

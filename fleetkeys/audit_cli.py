@@ -5,7 +5,8 @@
     ``GET /tile/...``) or from a directory holding the same paths (the distributor's exported
     ``static/`` directory, a CDN mirror), and runs :func:`verifier.audit.replay_log`: checkpoint
     signature and freshness, root recomputed from every entry, hash tiles, every bundle's signatures
-    under the trust root in force, epochs 1, 2, 3... with an unbroken ``previous`` chain, trust-root
+    under the trust root in force (and the root its keyset names), epochs 1, 2, 3... with an unbroken
+    ``previous`` chain, no revoked fleet id or key active again anywhere in the history, trust-root
     rotations. Prints the history (epoch, dates, fleet changes, key fingerprints) and a summary line;
     each problem is printed on stderr on one line starting ``PROBLEM:``.
 

@@ -12,7 +12,10 @@ Ctrl-C (or stops with ``--exit``). Everything lives in the data directory::
     DATA/keysets/epoch-N.json    the keysets published, DATA/bundles/epoch-N.json the bundles
     DATA/client/state.json       the client's verified state
 
-Running it again on the same directory continues the same log with three more epochs.
+The keysets are written as an operator writes them, without a ``trust_root`` field: ``publish
+--trust-root`` names the quickstart's trust root in each (bundles/FORMAT.md §3.3), as the distributor
+requires. Running it again on the same directory continues the same log with three more epochs
+(under the same trust root, which it keeps in ``DATA/trust-root.json``).
 """
 
 from __future__ import annotations
@@ -122,7 +125,8 @@ def _plan(latest: Keyset | None, now: int) -> list[tuple[str, list[Fleet]]]:
 
 
 def _keyset_json(epoch: int, previous: bytes, fleets: list[Fleet], now: int) -> bytes:
-    """The keyset as an operator writes it: readable, indented JSON (publish canonicalises it)."""
+    """The keyset as an operator writes it: readable, indented JSON (publish names the trust root in it
+    and canonicalises it)."""
     return json.dumps({
         "epoch": epoch, "namespace": NAMESPACE, "issued_at": format_time(now), "expires_at": format_time(now + 30 * DAY),
         "previous": previous.hex(), "fleets": [f.to_json() for f in fleets],

@@ -20,8 +20,8 @@ Bearer token (``Authorization: Bearer <token>``, see :mod:`signer.config`):
                                                         ``keyset-required``)
 ``POST /api/v1/sign-keyset``                write       body = canonical keyset bytes; the signer
                                                         recomputes the digest and checks namespace,
-                                                        epoch, ``previous`` and ``issued_at`` against
-                                                        its journal
+                                                        epoch, ``previous``, ``issued_at`` and the
+                                                        revocations against its journal
 ``POST /namespaces``                        admin       create a namespace (201; 200 if it exists alike);
                                                         ``"mode": "keyset"`` (default) or ``"digest"``
 ``PATCH /namespaces/<ns>``                  admin       ``{"status": "Disabled"|"Online"}``
@@ -72,6 +72,8 @@ STATUS_OF_CODE: dict[str, int] = {
     "digest-reused": 409,
     "broken-chain": 409,
     "issued-at-regressed": 409,
+    "revoked-reused": 409,
+    "too-many-revocations": 409,
     "key-unavailable": 503,
 }
 
@@ -231,7 +233,7 @@ def _routes(svc: _Service) -> Blueprint:
             raise wire.bad_request(f"keyset refused: {exc}", "malformed-keyset") from None
         svc.authorize(token, keyset.namespace)
         return svc.sign(SignRequest(keyset.namespace, keyset.epoch, keyset.digest, keyset.previous,
-                                    keyset.issued_at), token)
+                                    keyset.issued_at, keyset), token)
 
     @bp.get("/api/v1/journal")
     def journal() -> Response:

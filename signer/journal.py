@@ -13,8 +13,8 @@ Concurrency: ``BEGIN IMMEDIATE`` takes SQLite's write lock before the rules read
 rule check and the insert are atomic across threads and across gunicorn worker processes: two
 workers racing two digests for one epoch sign exactly one.
 
-Tables (``signatures`` and ``events`` refuse UPDATE and DELETE by trigger; ``namespaces`` allows
-only its ``status`` to change)::
+Tables (``signatures``, ``events`` and ``revoked`` refuse UPDATE and DELETE by trigger; ``namespaces``
+allows only its ``status`` to change)::
 
     keys(public_key BLOB PK, not_before INTEGER ms)          every anchor key that has served
     namespaces(name TEXT PK, ciphersuite, status, log_directory, created_at ms, mode keyset|digest)
@@ -22,11 +22,20 @@ only its ``status`` to change)::
                public_key, event_id, issued_at s|NULL)   PK (namespace, epoch), UNIQUE (namespace, digest)
     events(id PK AUTOINCREMENT, time ms, kind, namespace, epoch, digest, previous, client, reason)
         kind: signed | refused | namespace-created | namespace-status
+    revoked(namespace, mark, epoch)   PK (namespace, mark): the revocation marks
+        (``verifier.update.revocation_marks``) of every keyset signed through the keyset path, each with
+        the first epoch that revoked it, inserted in the transaction of that signature (rule 8 of
+        :mod:`signer.rules`)
 
-Schema versions: 1 had no ``namespaces.mode`` and no ``signatures.issued_at``. Opening a version-1
-journal migrates it in place, in one transaction: both columns are added (every existing namespace
-becomes a ``keyset`` namespace, existing signatures get ``issued_at`` NULL, i.e. unknown) and the
-trigger that freezes a namespace's fields is replaced by one that also freezes ``mode``.
+Schema versions: 1 had no ``namespaces.mode`` and no ``signatures.issued_at``; 2 had no ``revoked``.
+Opening an older journal migrates it in place, one transaction per step. 1 → 2: both columns are
+added (every existing namespace becomes a ``keyset`` namespace, existing signatures get ``issued_at``
+NULL, i.e. unknown) and the trigger that freezes a namespace's fields is replaced by one that also
+freezes ``mode``. 2 → 3: the ``revoked`` table is created **empty**: the journal stores digests, never
+the keysets it signed, so the marks of keysets signed before the upgrade cannot be recovered here. The
+revocation rule then holds from the upgrade on (for revocations signed from then on); the history
+before it stays enforced by the distributor, which backfills its own marks from the logged bundles,
+and by the audit.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from typing import Any
 
 from verifier import ed25519
 from verifier.statement import Statement
+from verifier.update import revocation_marks
 
 from .errors import JournalError, Refusal
 from .rules import (
@@ -55,7 +65,7 @@ from .rules import (
     next_timestamp,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 JOURNAL_FILE = "journal.sqlite"
 BUSY_TIMEOUT_MS = 30_000
 MAX_LIST = 1000
@@ -96,7 +106,16 @@ CREATE TABLE IF NOT EXISTS signatures (
     issued_at INTEGER,
     PRIMARY KEY (namespace, epoch),
     UNIQUE (namespace, digest));
+CREATE TABLE IF NOT EXISTS revoked (
+    namespace TEXT NOT NULL REFERENCES namespaces(name),
+    mark TEXT NOT NULL,
+    epoch INTEGER NOT NULL CHECK (epoch >= 1),
+    PRIMARY KEY (namespace, mark));
 CREATE INDEX IF NOT EXISTS events_by_namespace ON events(namespace, id);
+CREATE TRIGGER IF NOT EXISTS revoked_no_update BEFORE UPDATE ON revoked
+    BEGIN SELECT RAISE(ABORT, 'journal is append-only: revocation marks cannot be changed'); END;
+CREATE TRIGGER IF NOT EXISTS revoked_no_delete BEFORE DELETE ON revoked
+    BEGIN SELECT RAISE(ABORT, 'journal is append-only: revocation marks cannot be deleted'); END;
 CREATE TRIGGER IF NOT EXISTS signatures_no_update BEFORE UPDATE ON signatures
     BEGIN SELECT RAISE(ABORT, 'journal is append-only: signatures cannot be changed'); END;
 CREATE TRIGGER IF NOT EXISTS signatures_no_delete BEFORE DELETE ON signatures
@@ -125,6 +144,14 @@ _MIGRATE_1_TO_2 = (
     "DROP TRIGGER IF EXISTS namespaces_status_only",
     "UPDATE meta SET value = '2' WHERE key = 'schema'",
 )
+# Version 2 → 3: the revoked table, empty (the journal holds no keysets to backfill it from); _SCHEMA
+# then adds its triggers. Inside BEGIN IMMEDIATE, only on a version-2 journal.
+_MIGRATE_2_TO_3 = (
+    "CREATE TABLE IF NOT EXISTS revoked (namespace TEXT NOT NULL REFERENCES namespaces(name), mark TEXT NOT NULL, "
+    "epoch INTEGER NOT NULL CHECK (epoch >= 1), PRIMARY KEY (namespace, mark))",
+    "UPDATE meta SET value = '3' WHERE key = 'schema'",
+)
+_MIGRATIONS = {"1": _MIGRATE_1_TO_2, "2": _MIGRATE_2_TO_3}
 
 
 @dataclass(frozen=True)
@@ -207,19 +234,24 @@ class Journal:
             raise JournalError(f"journal {self.path}: SQLite quick_check failed ({check})")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Bring a version-1 journal to version 2 (module docstring); a no-op on anything else."""
-        try:
-            with self._write(conn):
-                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-                if "meta" not in tables:
-                    return  # a new journal: _SCHEMA creates version 2 directly
-                row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-                if row is None or row[0] != "1":
-                    return
-                for statement in _MIGRATE_1_TO_2:
-                    conn.execute(statement)
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: cannot migrate schema 1 to 2 ({exc})") from None
+        """Bring an older journal to the current version, one step (and transaction) at a time (module
+        docstring); a no-op on a new or current journal."""
+        while True:
+            found = None
+            try:
+                with self._write(conn):
+                    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                    if "meta" not in tables:
+                        return  # a new journal: _SCHEMA creates the current version directly
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                    if row is None or row[0] not in _MIGRATIONS:
+                        return
+                    found = row[0]
+                    for statement in _MIGRATIONS[found]:
+                        conn.execute(statement)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path}: cannot migrate schema {found} to {int(found or 0) + 1} "
+                                   f"({exc})") from None
 
     # -- connections and transactions -----------------------------------------------------------
 
@@ -359,8 +391,12 @@ class Journal:
             at_epoch = _entry(conn.execute(_Q_ENTRY_AT, (request.namespace, request.epoch)).fetchone())
             row = conn.execute("SELECT epoch FROM signatures WHERE namespace = ? AND digest = ?",
                                (request.namespace, request.digest)).fetchone()
+            revoked: frozenset[str] = frozenset()
+            if request.keyset is not None and at_epoch is None:
+                revoked = frozenset(r[0] for r in conn.execute("SELECT mark FROM revoked WHERE namespace = ?",
+                                                               (request.namespace,)))
             try:
-                existing = check_request(request, ns, last, at_epoch, row[0] if row else None)
+                existing = check_request(request, ns, last, at_epoch, row[0] if row else None, revoked)
             except Refusal as exc:
                 if exc.record:
                     conn.execute(
@@ -388,6 +424,10 @@ class Journal:
                     _Q_INSERT_SIGNATURE,
                     (ns.name, request.epoch, request.digest, request.previous, ns.ciphersuite, timestamp, statement,
                      signature, public_key, cur.lastrowid, request.issued_at))
+                if request.keyset is not None:  # rule 8's memory, in the signature's transaction
+                    new_marks = sorted(revocation_marks(request.keyset) - revoked)
+                    conn.executemany("INSERT INTO revoked(namespace, mark, epoch) VALUES (?, ?, ?)",
+                                     [(ns.name, m, request.epoch) for m in new_marks])
                 entry = SignedEntry(ns.name, request.epoch, request.digest, request.previous, ns.ciphersuite,
                                     timestamp, statement, signature, public_key, request.issued_at)
         t3 = tick()

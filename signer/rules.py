@@ -7,7 +7,7 @@ in this order:
 1. the namespace is unknown → 404 (not recorded: it names nothing the signer vouches for);
    a digest-only request (Plexi's ``POST /namespaces/<ns>/audits``, no keyset) on a namespace of mode
    ``keyset`` → 409 ``keyset-required`` (recorded): a keyset namespace signs only keysets the signer
-   has parsed and chained itself, so the digest path cannot route around rules 6 and 7;
+   has parsed and chained itself, so the digest path cannot route around rules 6 to 8;
 2. ``epoch`` is already signed: with the same digest → the stored response again (idempotent, so a
    client whose connection died after the journal commit gets the very same signature); with another
    digest → **equivocation**, refused (409, recorded);
@@ -18,11 +18,22 @@ in this order:
    epoch 1), else the keyset forks the hash chain → 409, recorded;
 7. keyset requests only: ``issued_at`` must not be earlier than the ``issued_at`` of the last epoch's
    keyset (when that is known: it was signed through the keyset path) → 409 ``issued-at-regressed``,
-   recorded.
+   recorded;
+8. keyset requests only: the revocation rule (bundles/FORMAT.md §3.2,
+   :func:`verifier.update.check_revocations`): no ``active`` fleet whose fleet id or public key a
+   keyset revoked that the signer signed earlier for this namespace through the keyset path → 409
+   ``revoked-reused``, recorded; and the namespace's marks stay within
+   :data:`verifier.update.MAX_REVOKED` (every client would refuse more) → 409
+   ``too-many-revocations``, recorded. The journal keeps the marks of every keyset it signs (its
+   ``revoked`` table, written in the transaction of the signature).
 
 Namespace modes, fixed when the namespace is created: ``keyset`` (the default) signs only through
 ``POST /api/v1/sign-keyset``; ``digest`` also accepts Plexi's digest-only path, for pure Plexi
 compatibility, where the signer cannot check ``previous`` or the keyset and vouches only for rules 2-5.
+A digest-only request carries no keyset, so the signer cannot see what it revokes or re-activates:
+rules 6-8 apply to the keyset path alone, and a digest-mode namespace's marks are only those of the
+keysets it signed through the keyset path. The revocation rule over the whole published history is
+then the distributor's (it refuses to log such a keyset) and the audit's.
 
 Anything else is signed, with a timestamp from :func:`next_timestamp` (strictly increasing across the
 whole journal, whatever the wall clock does). Everything here is pure: the journal runs it inside one
@@ -33,8 +44,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from verifier.errors import ChainError
-from verifier.keyset import check_next_epoch
+from verifier.errors import ChainError, RollbackError, SizeLimitError
+from verifier.keyset import Keyset, check_next_epoch
+from verifier.update import check_revocations
 
 from .errors import Refusal
 
@@ -69,14 +81,16 @@ class Namespace:
 
 @dataclass(frozen=True)
 class SignRequest:
-    """What a client asks the signer to sign. ``previous`` and ``issued_at`` (seconds) are known only on
-    the keyset path: a request without ``previous`` is a digest-only request."""
+    """What a client asks the signer to sign. ``previous`` and ``issued_at`` (seconds), and the parsed
+    ``keyset`` itself, are known only on the keyset path: a request without ``previous`` is a
+    digest-only request."""
 
     namespace: str
     epoch: int
     digest: bytes
     previous: bytes | None = None
     issued_at: int | None = None
+    keyset: Keyset | None = None
 
     @property
     def is_keyset(self) -> bool:
@@ -103,13 +117,14 @@ class SignedEntry:
 
 
 def check_request(request: SignRequest, namespace: Namespace | None, last: SignedEntry | None,
-                  at_epoch: SignedEntry | None, digest_epoch: int | None) -> SignedEntry | None:
+                  at_epoch: SignedEntry | None, digest_epoch: int | None,
+                  revoked: frozenset[str] = frozenset()) -> SignedEntry | None:
     """Apply the rules (module docstring) to one request; return the stored entry for a repeat.
 
     ``last`` is the namespace's highest signed epoch, ``at_epoch`` the entry already signed for
     ``request.epoch`` (if any), ``digest_epoch`` the epoch at which ``request.digest`` was signed in
-    this namespace (if any). Returns ``None`` when the request may be signed now; raises
-    :class:`Refusal` otherwise.
+    this namespace (if any), ``revoked`` the revocation marks of the keysets signed in this namespace
+    (rule 8). Returns ``None`` when the request may be signed now; raises :class:`Refusal` otherwise.
     """
     if namespace is None:
         raise Refusal("unknown-namespace", f"namespace {request.namespace!r} does not exist")
@@ -135,6 +150,14 @@ def check_request(request: SignRequest, namespace: Namespace | None, last: Signe
         raise Refusal("digest-reused",
                       f"{ns}: digest {request.digest.hex()} was already signed for epoch {digest_epoch}; "
                       "a digest is never signed twice", record=True)
+    if request.keyset is not None:
+        try:
+            check_revocations(revoked, request.keyset)
+        except RollbackError as exc:
+            raise Refusal("revoked-reused", f"{ns}: {exc}", record=True) from None
+        except SizeLimitError as exc:
+            raise Refusal("too-many-revocations", f"{ns}: keyset epoch {request.epoch}: {exc}; clients would refuse "
+                          "it", record=True) from None
     return None
 
 

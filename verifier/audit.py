@@ -26,10 +26,18 @@ and returns a frozen :class:`AuditReport`: one :class:`EntryRecord` per log entr
      against the root in force (then it is in force for the entries after it) and keep this log's
      origin and log key;
    * any other entry must be a bundle that passes ``verifier.bundle.verify_bundle`` under the root
-     in force; its epoch must be exactly the last verified epoch + 1 (``ChainError`` for a gap, with
-     the later epoch adopted so the walk goes on; ``RollbackError`` for an epoch logged again,
-     equivocation when the keyset differs) and its ``previous`` must name the last verified keyset
-     (``verifier.keyset.check_next_epoch``).
+     in force, which includes the root its keyset names (``check_names_root``, FORMAT.md §3.3: a
+     keyset naming a newer version than the root in force at its position is a ``TrustRootError``
+     there, one naming that version with another body digest a ``MismatchError``); its epoch must be
+     exactly the last verified epoch + 1 (``ChainError`` for a gap, with the later epoch adopted so
+     the walk goes on; ``RollbackError`` for an epoch logged again, equivocation when the keyset
+     differs) and its ``previous`` must name the last verified keyset
+     (``verifier.keyset.check_next_epoch``);
+   * the revocation rule over the whole history (FORMAT.md §3.2, ``verifier.update.check_revocations``):
+     an adopted keyset with an active fleet whose fleet id or public key any earlier adopted keyset
+     revoked is a ``RollbackError`` at its index (the keyset is still adopted, so the chain checks of
+     the next epochs go on from it); more than ``MAX_REVOKED`` marks is a ``SizeLimitError``. The
+     marks of every adopted keyset are remembered, whatever its problems.
 
    A failing entry is recorded with its error class and message and the walk continues; an entry
    that did not verify never becomes the base of the chain checks.
@@ -71,6 +79,7 @@ from .tiles import (
 )
 from .trustroot import FORMAT as TRUST_ROOT_FORMAT
 from .trustroot import TrustRoot, parse_envelope, parse_trust_root_body, verify_rotation
+from .update import check_revocations, revocation_marks
 
 #: Largest log this replay reads (entries); a bigger checkpoint is refused before any fetch.
 MAX_ENTRIES = 1_000_000
@@ -348,6 +357,7 @@ class _Walk:
     problems: list[Problem] = field(default_factory=list)
     last: Keyset | None = None
     seen: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # epoch -> (index, keyset digest)
+    revoked: frozenset[str] = frozenset()  # the revocation marks of every adopted keyset
 
     def entry(self, index: int, entry: bytes, lh: bytes) -> None:
         if entry.startswith(_ROOT_PREFIX):
@@ -391,8 +401,17 @@ class _Walk:
                                         keyset_digest=keyset.digest, issued_at=keyset.issued_at,
                                         expires_at=keyset.expires_at, fleets=self._shared(keyset), changes=changes))
         if adopt:
+            self._check_revocations(index, keyset)
             self.last = keyset
             self.seen.setdefault(keyset.epoch, (index, keyset.digest))
+
+    def _check_revocations(self, index: int, keyset: Keyset) -> None:
+        """The revocation rule against every keyset adopted before; remembers this one's marks."""
+        try:
+            self.revoked = check_revocations(self.revoked, keyset)
+        except (RollbackError, SizeLimitError) as exc:
+            self.problems.append(_problem(index, exc))
+            self.revoked = self.revoked | revocation_marks(keyset)
 
     def _check_epoch(self, index: int, keyset: Keyset) -> bool:
         """Epoch exactly last + 1 and the ``previous`` chain; raises, else returns True (adopt)."""

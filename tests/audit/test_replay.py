@@ -269,3 +269,65 @@ def test_report_is_frozen(sim: Simulator) -> None:
     report = replay(sim)
     with pytest.raises(AttributeError):
         report.size = 7  # type: ignore[misc]
+
+
+# -- the revocation rule and the root a keyset names, over the whole history ------------------------------------
+
+
+def test_a_revoked_fleet_id_or_key_active_again_is_a_problem_at_its_index(sim: Simulator) -> None:
+    from verifier.keyset import Fleet
+
+    revoke_plan(sim)                                                      # epoch 3 (index 2) revokes fleet-a
+    sim.add_epoch([fleet("fleet-b", algorithm="p256")])                   # index 3: fine (fleet-a gone)
+    sim.add_epoch([fleet("fleet-a", algorithm="ed25519"), fleet("fleet-b", algorithm="p256")])  # index 4: id reused
+    a = fleet("fleet-a")
+    sim.add_epoch([fleet("fleet-b", algorithm="p256"), Fleet("fleet-z", a.algorithm, a.public_key, a.not_before,
+                                                              a.not_after, "active")])  # index 5: key reused
+    sim.add_epoch([fleet("fleet-b", algorithm="p256")])                   # index 6: chains on, fine
+    report = replay(sim)
+    assert [(p.index, p.error) for p in report.problems] == [(4, "RollbackError"), (5, "RollbackError")]
+    assert "fleet 'fleet-a' is active but its id was revoked" in report.problems[0].message
+    assert "fleet 'fleet-z' is active but its key was revoked" in report.problems[1].message
+    assert report.problems[0].line.startswith("entry 4: RollbackError: keyset epoch 5: ")
+    assert [e.epoch for e in report.epochs] == [1, 2, 3, 4, 5, 6, 7], \
+        "the reusing keysets are listed (verified bundles), and the chain goes on from them"
+
+
+def test_a_revocation_is_remembered_across_a_rotation_and_epochs_that_drop_the_fleet(sim: Simulator) -> None:
+    revoke_plan(sim)
+    sim.add_epoch([fleet("fleet-b", algorithm="p256")])
+    sim.publish_trust_root(v2(sim.world))
+    sim.add_epoch([fleet("fleet-b", algorithm="p256")], anchor=ANCHOR_V2, countersigner=OPERATOR_V2)
+    sim.add_epoch([fleet("fleet-a"), fleet("fleet-b", algorithm="p256")], anchor=ANCHOR_V2, countersigner=OPERATOR_V2)
+    problem = only(replay(sim))
+    assert (problem.index, problem.error) == (6, "RollbackError") and "fleet-a" in problem.message
+
+
+def _named(sim: Simulator, root) -> None:
+    """Publish the next epoch (fleet-1) with its keyset naming ``root``."""
+    epoch = sim.epoch + 1
+    keyset = sim.world.keyset(epoch, [fleet("fleet-1")], previous=sim.keyset_digests.get(epoch - 1), root=root)
+    sim.publish_bundle(sim.world.bundle(keyset, epoch))
+
+
+def test_a_bundle_naming_a_newer_root_than_the_one_in_force_is_a_problem_at_its_index(sim: Simulator) -> None:
+    """A rotation hidden between two bundles: the log never logged v2, but a keyset names it."""
+    from verifier.keyset import TrustRootRef
+
+    body_v2 = sim.world.trust_root_body(2, anchors=[ANCHOR_V2], countersigners=[OPERATOR_V2])
+    sim.add_epoch([fleet("fleet-1")])
+    _named(sim, sim.world.root_ref(body_v2))                              # index 1: names v2, v1 in force
+    _named(sim, TrustRootRef(1, hashlib.sha256(b"another v1 body").digest()))  # index 2: v1, another body
+    report = replay(sim)
+    assert [(p.index, p.error) for p in report.problems] == [(1, "TrustRootError"), (2, "MismatchError")]
+    assert "names trust root v2, but it is being verified under v1" in report.problems[0].message
+    assert not report.entries[1].verified and not report.entries[2].verified
+    # Once the rotation to v2 is logged, a keyset naming v2 is in order, and one naming v1 still verifies.
+    sim = Simulator(sim.world)
+    sim.add_epoch([fleet("fleet-1")])
+    sim.publish_trust_root(v2(sim.world))
+    epoch = sim.epoch + 1
+    keyset = sim.world.keyset(epoch, [fleet("fleet-1")], previous=sim.keyset_digests[1],
+                              root=sim.world.root_ref(body_v2))
+    sim.publish_bundle(sim.world.bundle(keyset, epoch, anchor=ANCHOR_V2, countersigner=OPERATOR_V2))
+    assert replay(sim).ok

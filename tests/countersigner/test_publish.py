@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from fleetkeys.cli import main
 from tests.service_process import REPO
 from tests.signer.keysets import chain, hand_written, make_keyset
-from verifier.bundle import verify_bundle
+from verifier.bundle import parse_bundle, verify_bundle
 from verifier.trustroot import load_trust_root
 
 FLEETKEYS = Path(sys.executable).with_name("fleetkeys")
@@ -40,8 +40,9 @@ def write(op, name: str, data: bytes) -> Path:
 def test_publish_three_epochs_as_separate_processes_and_every_bundle_verifies(operator, distributor):
     """The whole job over real HTTP between real processes: publish CLI → signer process → distributor."""
     trust_root = load_trust_root(operator.trust_root.read_bytes())
-    for epoch, keyset in enumerate(chain(operator.namespace, 3), start=1):
-        path = write(operator, f"keyset-{epoch}.json", hand_written(keyset))
+    for epoch, keyset in enumerate(chain(operator.namespace, 3, trust_root=operator.world.root_ref()), start=1):
+        # Written without the trust_root name: publish inserts the --trust-root's (the very bytes of ``keyset``).
+        path = write(operator, f"keyset-{epoch}.json", hand_written(keyset, without_root=True))
         proc = subprocess.run(
             [str(FLEETKEYS), "publish", str(path), "--signer", operator.signer.url, "--countersign-key",
              f"file:{operator.countersign_key}", "--trust-root", str(operator.trust_root), "--distributor",
@@ -51,6 +52,7 @@ def test_publish_three_epochs_as_separate_processes_and_every_bundle_verifies(op
         assert proc.returncode == 0, proc.stdout + proc.stderr
         for step in range(1, 9):
             assert f"[{step}/8]" in proc.stdout
+        assert "names trust root v1 (inserted from --trust-root)" in proc.stdout
         assert f"published {operator.namespace} epoch {epoch}" in proc.stdout
         assert f"index {epoch - 1}" in proc.stdout
         bundle = (operator.dir / f"keyset-{epoch}.bundle.json").read_bytes()
@@ -142,7 +144,7 @@ def test_an_untrusted_countersign_key_is_refused_before_signing(operator, tmp_pa
 
 def test_digest_only_plexi_path_on_a_digest_namespace_with_an_explicit_anchor_key(digest_operator):
     op = digest_operator
-    path = write(op, "k.json", make_keyset(op.namespace, 1))
+    path = write(op, "k.json", make_keyset(op.namespace, 1, trust_root=op.world.root_ref()))
     res = run(op, path, "--digest-only", "--anchor-key", op.world.anchor.public_key.hex(), "--out",
               str(op.dir / "out.bundle"))
     assert res.exit_code == 0, res.output
@@ -172,7 +174,8 @@ def test_a_signer_whose_key_is_not_a_given_anchor_key_is_refused_before_signing(
     from tests.factory import SeedSigner
 
     stranger = SeedSigner("not-the-anchor").public_key.hex()
-    res = run(operator, write(operator, "k.json", make_keyset(operator.namespace, 1)), "--anchor-key", stranger)
+    named = make_keyset(operator.namespace, 1, trust_root=operator.world.root_ref())
+    res = run(operator, write(operator, "k.json", named), "--anchor-key", stranger)
     assert res.exit_code == 1 and "is a trusted --anchor-key" in res.output
     assert [e["kind"] for e in operator.journal()] == ["namespace-created"]
 
@@ -279,3 +282,65 @@ def test_publish_and_countersign_refuse_a_pin_value_in_the_countersign_key_refer
                                     "--trust-root", str(operator.trust_root)])
     assert res.exit_code == 1 and "pin-source" in res.output and "SuperSecretPin" not in res.output
     assert [e["kind"] for e in operator.journal()] == ["namespace-created"]
+
+
+# -- the trust root the keyset names (bundles/FORMAT.md §3.3) -----------------------------------------------
+
+
+def test_publish_names_the_given_trust_root_in_a_keyset_without_the_field(operator, distributor):
+    path = write(operator, "k.json", hand_written(make_keyset(operator.namespace, 1)))
+    res = run(operator, path, "--distributor", distributor.url, "--token-file", str(operator.publish_token_file))
+    assert res.exit_code == 0, res.output
+    assert "names trust root v1 (inserted from --trust-root)" in res.output.splitlines()[0]
+    keyset = verify_bundle(distributor.bundles[-1], load_trust_root(operator.trust_root.read_bytes())).keyset
+    body = operator.world.trust_root_body()
+    assert json.loads(keyset.raw)["trust_root"] == {"sha256": hashlib.sha256(body).hexdigest(), "version": 1}
+    assert keyset.raw == make_keyset(operator.namespace, 1, trust_root=operator.world.root_ref()), \
+        "the name is inserted before canonicalising: the canonical bytes carry it"
+
+
+def test_a_keyset_naming_the_given_root_itself_is_published_as_written(operator):
+    named = make_keyset(operator.namespace, 1, trust_root=operator.world.root_ref())
+    res = run(operator, write(operator, "k.json", hand_written(named)))
+    assert res.exit_code == 0, res.output
+    assert "names trust root v1 (as written, the --trust-root's)" in res.output
+    assert parse_bundle((operator.dir / "k.bundle.json").read_bytes()).keyset == named
+
+
+def test_a_keyset_naming_another_root_is_refused_before_the_signer_is_asked(operator):
+    from verifier.keyset import TrustRootRef
+
+    right = operator.world.root_ref()
+    for name, ref in (("digest", TrustRootRef(1, bytes(32))), ("version", TrustRootRef(2, right.sha256))):
+        res = run(operator, write(operator, f"{name}.json", make_keyset(operator.namespace, 1, trust_root=ref)))
+        assert res.exit_code == 1, res.output
+        assert "keyset refused" in res.output and "must name the trust root in force, v1" in res.output, res.output
+    assert [e["kind"] for e in operator.journal()] == ["namespace-created"]
+
+
+def test_with_anchor_keys_the_keyset_must_carry_its_trust_root_name(operator):
+    anchor = operator.world.anchor.public_key.hex()
+    res = run(operator, write(operator, "k.json", make_keyset(operator.namespace, 1)), "--anchor-key", anchor)
+    assert res.exit_code == 1
+    text = " ".join(res.output.split())
+    assert "it has no trust_root field, and without --trust-root publish has no trust root to name" in text
+    assert [e["kind"] for e in operator.journal()] == ["namespace-created"]
+    named = make_keyset(operator.namespace, 1, trust_root=operator.world.root_ref())
+    res = run(operator, write(operator, "named.json", named), "--anchor-key", anchor)
+    assert res.exit_code == 0, res.output
+    assert "not checked without --trust-root; the distributor checks it" in res.output
+    # The bundle verifies under the real trust root, whose name it carries.
+    verify_bundle((operator.dir / "named.bundle.json").read_bytes(), load_trust_root(operator.trust_root.read_bytes()))
+
+
+def test_countersign_with_anchor_keys_accepts_a_named_keyset(operator):
+    ks = make_keyset(operator.namespace, 1, trust_root=operator.world.root_ref())
+    resp = requests.post(operator.signer.url + "/api/v1/sign-keyset", data=ks, timeout=10,
+                         headers={"Authorization": f"Bearer {operator.signer.tokens['write']}"})
+    answer = write(operator, "anchor.json", resp.content)
+    res = CliRunner().invoke(main, ["countersign", "--keyset", str(write(operator, "k.json", ks)), "--response",
+                                    str(answer), "--key", f"file:{operator.countersign_key}", "--anchor-key",
+                                    operator.world.anchor.public_key.hex()])
+    assert res.exit_code == 0, res.output
+    bundle = res.stdout_bytes.strip()
+    assert verify_bundle(bundle, load_trust_root(operator.trust_root.read_bytes())).keyset.raw == ks

@@ -10,7 +10,7 @@ import pytest
 
 from distributor.app import create_app, get_service
 from tests.distributor.helpers import TOKEN
-from tests.distributor.test_log_rules import NEW_ANCHOR, NEW_OPERATOR, bundles, digest_of, rotation
+from tests.distributor.test_log_rules import NEW_ANCHOR, NEW_OPERATOR, bundles, digest_of, rotation, v2_ref
 from verifier.checkpoint import open_checkpoint
 from verifier.cosignature import verify_cosignatures
 from verifier.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -148,7 +148,7 @@ def test_trust_root_rotation_over_http(client, world):
     assert client.get("/api/v1/trust-roots/1").status_code == 404
     assert client.post("/api/v1/trust-roots", data=rotation(world, version=4), headers=AUTH).status_code == 409
     assert client.get("/api/v1/info").json["trust_root_version"] == 2
-    b1 = bundles(world, [1], anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR)[0]
+    b1 = bundles(world, [1], anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR, root=v2_ref(world))[0]
     assert client.post("/api/v1/bundles", data=b1, headers=AUTH).status_code == 201
 
 
@@ -234,7 +234,7 @@ def test_entry_objects_are_the_exact_entries(client, world):
 
     env = rotation(world)
     assert client.post("/api/v1/trust-roots", data=env, headers=AUTH).status_code == 201
-    b1 = bundles(world, [1], anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR)[0]
+    b1 = bundles(world, [1], anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR, root=v2_ref(world))[0]
     assert client.post("/api/v1/bundles", data=b1, headers=AUTH).status_code == 201
     log = client.application.extensions["fleetkeys.distributor"].log
     raw = [b"r%d" % i for i in range(1000)]

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from distributor.app import create_app, get_service
-from distributor.export import BackgroundWriter, StaticWriter, entry_path, parse_entry_path
+from distributor.export import BackgroundWriter, StaticWriter, parse_entry_path
 from distributor.freshness import Freshness
 from tests.distributor.conftest import make_log
 from tests.distributor.helpers import TOKEN
 from verifier.checkpoint import open_checkpoint
 from verifier.merkle import leaf_hash
-from verifier.tiles import TILE_WIDTH, decode_entry_bundle, encode_index, entries_path
+from verifier.tiles import TILE_WIDTH, decode_entry_bundle, encode_index, entries_path, entry_object_path
 
 
 def _writer(directory: Path, world, **kwargs) -> StaticWriter:
@@ -36,9 +36,9 @@ def _stamps(directory: Path) -> dict[str, tuple[int, int]]:
 
 def test_entry_paths_are_tile_index_paths():
     for n in (0, 5, 999, 1000, 1234067, 10**12 + 3):
-        assert entry_path(n) == "entry/" + encode_index(n)
-        assert parse_entry_path(entry_path(n)) == n
-    assert entry_path(1234067) == "entry/x001/x234/067"
+        assert entry_object_path(n) == "entry/" + encode_index(n)
+        assert parse_entry_path(entry_object_path(n)) == n
+    assert entry_object_path(1234067) == "entry/x001/x234/067"
     for bad in ("entry/", "entry/5", "entry/0005", "entry/x000/005", "entry/005/", "entry/x005", "entry/00x",
                 "entry/x001/x234/067.p/3", "tile/entries/000", "entry/x001//067", "entry/\u0665\u0665\u0665",
                 "entry/" + "x000/" * 50 + "001"):
@@ -59,7 +59,7 @@ def test_export_writes_one_immutable_object_per_entry(db, world, tmp_path):
     for n in (0, 255, 256, 299):
         width = min(TILE_WIDTH, 300 - n // TILE_WIDTH * TILE_WIDTH)
         bundle = decode_entry_bundle((out / entries_path(n // TILE_WIDTH, width)).read_bytes(), width)
-        assert leaf_hash((out / entry_path(n)).read_bytes()) == leaf_hash(bundle[n % TILE_WIDTH])
+        assert leaf_hash((out / entry_object_path(n)).read_bytes()) == leaf_hash(bundle[n % TILE_WIDTH])
     before = _stamps(out)
     assert writer.sync(storage) == 300 and _stamps(out) == before, "a second sync changes nothing"
     log.append_entries(entries[300:])
@@ -68,7 +68,7 @@ def test_export_writes_one_immutable_object_per_entry(db, world, tmp_path):
     assert all(after[rel] == stamp for rel, stamp in before.items() if rel.startswith("entry/")), \
         "an entry object is written once, never rewritten"
     assert _entry_files(out) == dict(enumerate(entries))
-    assert not (out / entry_path(600)).exists()
+    assert not (out / entry_object_path(600)).exists()
     assert not [p for p in out.rglob(".*.tmp")], "no temporary file is left behind"
     storage.close()
 
@@ -124,10 +124,10 @@ def test_app_serves_the_exported_objects_byte_for_byte(sqlite_db, world, tmp_pat
     objects = _entry_files(static)
     assert sorted(objects) == list(range(263))
     for n, data in objects.items():
-        resp = client.get("/" + entry_path(n))
+        resp = client.get("/" + entry_object_path(n))
         assert resp.status_code == 200 and resp.data == data, n
         assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-    missing = client.get("/" + entry_path(263))
+    missing = client.get("/" + entry_object_path(263))
     assert missing.status_code == 404 and "does not exist" in missing.json["error"]
     assert missing.headers["Cache-Control"] == "no-store"
     service.close()

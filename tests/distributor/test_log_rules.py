@@ -29,10 +29,12 @@ NEW_ANCHOR, NEW_OPERATOR = SeedSigner("anchor v2"), SeedSigner("operator v2")
 
 
 def bundles(world: World, epochs, *, previous: bytes | None = None, anchor=None, countersigner=None,
-            fleet_prefix: str = "fleet") -> list[bytes]:
+            fleet_prefix: str = "fleet", root=True) -> list[bytes]:
+    """Bundles of one fleet each, chained from ``previous``; their keysets name ``root`` (``World.keyset``:
+    default the world's v1 root; :func:`v2_ref` after :func:`rotation`)."""
     out, prev = [], previous
     for epoch in epochs:
-        ks = world.keyset(epoch, [fleet(f"{fleet_prefix}-{epoch}")], previous=prev)
+        ks = world.keyset(epoch, [fleet(f"{fleet_prefix}-{epoch}")], previous=prev, root=root)
         prev = hashlib.sha256(ks).digest()
         out.append(world.bundle(ks, epoch, anchor=anchor, countersigner=countersigner))
     return out
@@ -42,8 +44,18 @@ def digest_of(bundle: bytes) -> bytes:
     return hashlib.sha256(parse_bundle(bundle).keyset).digest()
 
 
+def rotated_body(world: World, version: int = 2) -> bytes:
+    """The body of the root :func:`rotation` logs: the new anchor and operator keys."""
+    return world.trust_root_body(version=version, anchors=[NEW_ANCHOR], countersigners=[NEW_OPERATOR])
+
+
+def v2_ref(world: World, version: int = 2):
+    """The name keysets signed under the rotated root carry (FORMAT.md §3.3)."""
+    return world.root_ref(rotated_body(world, version))
+
+
 def rotation(world: World, version: int = 2, signers=None) -> bytes:
-    body = world.trust_root_body(version=version, anchors=[NEW_ANCHOR], countersigners=[NEW_OPERATOR])
+    body = rotated_body(world, version)
     if signers is None:
         signers = [("anchor", world.anchor), ("countersigner", world.countersigner),
                    ("anchor", NEW_ANCHOR), ("countersigner", NEW_OPERATOR)]
@@ -153,7 +165,7 @@ def test_rotation_puts_the_new_root_in_force(storage, world):
     digest1 = digest_of(world.chain(1)[0])
     with pytest.raises(InvalidEntry):
         log.publish(bundles(world, [2], previous=digest1)[0])
-    new = bundles(world, [2, 3], previous=digest1, anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR)
+    new = bundles(world, [2, 3], previous=digest1, anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR, root=v2_ref(world))
     assert [p.index for p in log.publish_batch(new)] == [2, 3]
     # The old epoch-1 bundle re-published identically is still the existing entry.
     assert log.publish(world.chain(1)[0]) == Published(0, False, epoch=1)
@@ -173,7 +185,7 @@ def test_rotation_survives_a_restart(db, world):
     again = db.open()
     log2 = make_log(again, world)
     assert log2.trust_root.version == 2
-    b1 = bundles(world, [1], anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR)[0]
+    b1 = bundles(world, [1], anchor=NEW_ANCHOR, countersigner=NEW_OPERATOR, root=v2_ref(world))[0]
     assert log2.publish(b1).index == 1
     again.close()
 

@@ -172,20 +172,22 @@ def test_served_checkpoint_survives_restarts_and_migrates_an_old_database(db, wo
     clock.now += 5
     assert make_log(storage, world, clock=clock).checkpoint() == served
     storage.close()
-    # A database of schema version 1 (before served checkpoints): the first open migrates it.
+    # A database of schema version 1 (before served checkpoints and revocation marks): the first open
+    # migrates it.
     db.execute("DROP TABLE served_checkpoint")
+    db.execute("DROP TABLE revoked")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
     storage = db.open()
     log = make_log(storage, world, clock=clock)
     with storage.read() as tx:
-        assert tx.meta("schema") == SCHEMA_VERSION == "2"
+        assert tx.meta("schema") == SCHEMA_VERSION == "3"
         row = tx.served_checkpoint()
     assert row is not None and row.size == 2 and row.timestamp == BASE + 5 and log.checkpoint() == row.checkpoint
     storage.close()
     # A version this code does not know is refused.
-    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
     storage = db.open()
-    with pytest.raises(StorageError, match="schema version '3'"):
+    with pytest.raises(StorageError, match="schema version '4'"):
         make_log(storage, world, clock=clock)
     storage.close()
 

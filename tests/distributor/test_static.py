@@ -14,7 +14,7 @@ import requests
 
 from distributor.app import create_app, get_service
 from distributor.errors import ExportError
-from distributor.export import StaticWriter, entry_path
+from distributor.export import StaticWriter
 from distributor.freshness import Freshness
 from tests.distributor.conftest import make_log
 from tests.distributor.helpers import (
@@ -30,11 +30,11 @@ from tests.distributor.helpers import (
     wait_for,
     world_data_dir,
 )
-from tests.distributor.test_log_rules import NEW_ANCHOR, NEW_OPERATOR, bundles, digest_of, rotation
+from tests.distributor.test_log_rules import NEW_ANCHOR, NEW_OPERATOR, bundles, digest_of, rotation, v2_ref
 from verifier.checkpoint import open_checkpoint
 from verifier.cosignature import verify_cosignatures
 from verifier.merkle import leaf_hash
-from verifier.tiles import TILE_WIDTH, decode_entry_bundle, entries_path
+from verifier.tiles import TILE_WIDTH, decode_entry_bundle, entries_path, entry_object_path
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -64,7 +64,7 @@ def _publish_history(url: str, world) -> int:
         assert session.post(url + "/api/v1/bundles", data=b, headers=AUTH, timeout=10).status_code == 201
     assert session.post(url + "/api/v1/trust-roots", data=rotation(world), headers=AUTH, timeout=10).status_code == 201
     for b in bundles(world, range(13, 18), previous=digest_of(chain[-1]), anchor=NEW_ANCHOR,
-                     countersigner=NEW_OPERATOR):
+                     countersigner=NEW_OPERATOR, root=v2_ref(world)):
         assert session.post(url + "/api/v1/bundles", data=b, headers=AUTH, timeout=10).status_code == 201
     return 18
 
@@ -85,6 +85,7 @@ def test_static_copy_served_by_a_plain_http_server_verifies_like_the_live_servic
         # the entry objects included, and the checkpoint is the one served checkpoint.
         files = _files(static)
         assert sum(rel.startswith("entry/") for rel in files) == size
+        assert [rel for rel in files if rel.startswith("trust-root/")] == ["trust-root/2"]
         for rel, content in files.items():
             if rel != "checkpoint":
                 assert requests.get(f"{live.url}/{rel}", timeout=5).content == content, rel
@@ -134,8 +135,8 @@ def test_static_tiles_at_tile_boundaries_and_export_from_the_database(db, world,
                 got = decode_entry_bundle((directory / entries_path(n, width)).read_bytes(), width)
                 assert got == entries[n * TILE_WIDTH:n * TILE_WIDTH + width]
             for n in {0, size // 2, size - 1}:
-                assert (directory / entry_path(n)).read_bytes() == entries[n], (directory, n)
-            assert not (directory / entry_path(size)).exists()
+                assert (directory / entry_object_path(n)).read_bytes() == entries[n], (directory, n)
+            assert not (directory / entry_object_path(size)).exists()
     # The exporter's files are a subset of the writer's (the writer also kept older partial widths).
     written, exported = _files(static), _files(tmp_path / "export")
     assert all(written[rel] == data for rel, data in exported.items() if rel != "checkpoint")
@@ -248,8 +249,9 @@ def test_nginx_with_the_readme_configuration_serves_the_same_log(sqlite_db, worl
         with NginxProcess(data / "static", tmp_path / "nginx", upstream=f"127.0.0.1:{live.port}") as nginx:
             assert verify_read_path(nginx.url, world) == verify_read_path(live.url, world)
             assert requests.get(nginx.url + "/api/v1/info", timeout=5).json()["size"] == size  # proxied API
-            # The same header policy as the app: every tile and entry object immutable, the checkpoint short.
-            for path in ("tile/0/000.p/18", "tile/entries/000.p/18", "entry/000", "entry/017"):
+            # The same header policy as the app: every tile, entry and trust-root object immutable, the
+            # checkpoint short.
+            for path in ("tile/0/000.p/18", "tile/entries/000.p/18", "entry/000", "entry/017", "trust-root/2"):
                 resp, live_resp = (requests.get(f"{u}/{path}", timeout=5) for u in (nginx.url, live.url))
                 assert resp.status_code == 200 and resp.content == live_resp.content, path
                 for header in ("Cache-Control", "Content-Type"):
@@ -262,7 +264,7 @@ def test_nginx_with_the_readme_configuration_serves_the_same_log(sqlite_db, worl
             assert cp.headers["Content-Type"] == "text/plain; charset=utf-8"
             assert requests.get(nginx.url + "/.lock", timeout=5).status_code == 404
             assert requests.get(nginx.url + "/entry/.000.tmp", timeout=5).status_code == 404
-            for path in ("tile/0/000", "entry/018"):  # not there yet: never cache the 404
+            for path in ("tile/0/000", "entry/018", "trust-root/3"):  # not there yet: never cache the 404
                 missing = requests.get(f"{nginx.url}/{path}", timeout=5)
                 assert missing.status_code == 404 and missing.headers["Cache-Control"] == "no-store", path
                 assert missing.json() == {"error": "not found"}, path

@@ -71,3 +71,20 @@ def test_quickstart_twice_continues_the_same_log(tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "client verified epoch 6 (log size 6): eu-west-1-gen4: active -> revoked" in second.stdout
     assert sorted(p.name for p in Path(data / "bundles").iterdir()) == [f"epoch-{i}.json" for i in range(1, 7)]
+
+
+def test_quickstart_keysets_name_its_trust_root(serving):
+    """The operator's keyset files carry no name; publish --trust-root inserted the quickstart's (FORMAT.md §3.3)."""
+    import hashlib
+
+    from verifier.bundle import verify_bundle
+    from verifier.keyset import TrustRootRef
+    from verifier.trustroot import load_trust_root
+
+    data, _, output, _ = serving
+    root = load_trust_root((data / "trust-root.json").read_bytes())
+    assert output.count("names trust root v1 (inserted from --trust-root)") == 3
+    for epoch in (1, 2, 3):
+        assert "trust_root" not in json.loads((data / "keysets" / f"epoch-{epoch}.json").read_bytes())
+        keyset = verify_bundle((data / "bundles" / f"epoch-{epoch}.json").read_bytes(), root).keyset
+        assert keyset.trust_root == TrustRootRef(root.version, hashlib.sha256(root.body).digest())
