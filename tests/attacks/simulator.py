@@ -59,7 +59,7 @@ from verifier.client import Client
 from verifier.cosignature import add_cosignatures
 from verifier.errors import FetchError, ProofError, VerificationError
 from verifier.http import HttpClient, HttpResponse, Transport, read_body
-from verifier.keyset import GENESIS_PREVIOUS, parse_keyset
+from verifier.keyset import GENESIS_PREVIOUS, TrustRootRef, parse_keyset
 from verifier.merkle import consistency_proof, inclusion_proof, leaf_hash, leaves_reader, root, verify_consistency
 from verifier.tiles import (
     TILE_HEIGHT,
@@ -70,7 +70,7 @@ from verifier.tiles import (
     tile_width_at,
 )
 from verifier.tlogproof import TlogProof
-from verifier.trustroot import parse_envelope, parse_trust_root_body
+from verifier.trustroot import encode_trust_root_object, parse_envelope, parse_trust_root_body
 
 BASE_URL = "https://distributor.test"
 
@@ -156,6 +156,7 @@ class Simulator:
         self.entries: list[bytes] = []
         self.bundle_index: dict[int, int] = {}       # epoch -> log index
         self.trust_root_index: dict[int, int] = {}   # version -> log index
+        self.root_bodies: dict[int, bytes] = {}      # version -> body of each rotation logged
         self.freshness_time = T0
         self.view_size: int | None = None
         self.keyset_digests: dict[int, bytes] = {}
@@ -193,8 +194,14 @@ class Simulator:
     def publish_trust_root(self, envelope: bytes) -> int:
         body, _ = parse_envelope(envelope)
         index = self.append(envelope)
-        self.trust_root_index[parse_trust_root_body(body).version] = index
+        version = parse_trust_root_body(body).version
+        self.trust_root_index[version] = index
+        self.root_bodies[version] = body
         return index
+
+    def root_ref(self) -> TrustRootRef:
+        """The name of the newest trust root logged (the world's v1 root before any rotation)."""
+        return self.world.root_ref(self.root_bodies[max(self.root_bodies)] if self.root_bodies else None)
 
     @property
     def epoch(self) -> int:
@@ -202,13 +209,14 @@ class Simulator:
 
     def make_keyset(self, epoch: int | None = None, fleets=None, *, previous: bytes | None = None,
                     expires_at: int | None = None) -> bytes:
-        """Keyset for ``epoch`` (default: the next) chained to the published previous epoch."""
+        """Keyset for ``epoch`` (default: the next) chained to the published previous epoch, naming the
+        newest trust root logged (as a distributor requires)."""
         epoch = epoch if epoch is not None else self.epoch + 1
         if fleets is None:
             fleets = [fleet(f"fleet-{i}") for i in range(1, epoch + 1)]
         if previous is None:
             previous = self.keyset_digests.get(epoch - 1, GENESIS_PREVIOUS)
-        return self.world.keyset(epoch, fleets, previous=previous, expires_at=expires_at)
+        return self.world.keyset(epoch, fleets, previous=previous, expires_at=expires_at, root=self.root_ref())
 
     def add_epoch(self, fleets=None, *, anchor=None, countersigner=None, expires_at: int | None = None) -> bytes:
         """Sign (anchor, countersigner) and publish the next epoch; return the bundle bytes."""
@@ -256,6 +264,10 @@ class Simulator:
         export, older widths stay served) or a per-entry object ``entry/<N>``; ``None`` if it does not
         exist (yet) or the path is not one."""
         size = self.size
+        if path.startswith("trust-root/"):
+            version = path[len("trust-root/"):]
+            index = self.trust_root_index.get(int(version)) if version.isdigit() and version[0] != "0" else None
+            return encode_trust_root_object(index, self.entries[index]) if index is not None and index < size else None
         if path.startswith("entry/"):
             digits = path[len("entry/"):].replace("x", "").replace("/", "")
             index = int(digits) if digits.isdigit() else -1
@@ -348,7 +360,7 @@ class Simulator:
         parts = url.path.strip("/").split("/")
         if url.path == "/checkpoint":
             return SimResponse(200, self.checkpoint(), {"Content-Type": "text/plain; charset=utf-8"})
-        if url.path.startswith(("/tile/", "/entry/")):
+        if url.path.startswith(("/tile/", "/entry/", "/trust-root/")):
             data = self.static_file(url.path[1:])
             if data is None:
                 return SimResponse.json({"error": f"{url.path} does not exist at size {self.size}"}, 404)
