@@ -58,6 +58,7 @@ from verifier.tiles import (
     entries_path,
     entry_bundle_prefix,
     entry_object_path,
+    parse_entry_object_path,
     split_entry_bundle,
     tile_path,
 )
@@ -73,27 +74,13 @@ log = logging.getLogger("fleetkeys.distributor.export")
 
 #: Files written per fsync round (bounds memory and open descriptors).
 _ROUND_FILES = 256
-#: The longest entry object path accepted (like tile paths).
-_MAX_ENTRY_PATH = 200
-
-
 def parse_entry_path(path: str) -> int:
-    """The index named by an entry object path; :class:`ValueError` unless it is the canonical one
-    (``verifier.tiles.entry_object_path`` of that index: the one home of the path rule)."""
-    if len(path) > _MAX_ENTRY_PATH or not path.startswith("entry/"):
-        raise ValueError(f"not an entry path: {path[:80]!r}")
-    groups = path[len("entry/"):].split("/")
-    digits = []
-    for i, group in enumerate(groups):
-        last = i == len(groups) - 1
-        g = group if last else group[1:]
-        if (not last and not group.startswith("x")) or len(g) != 3 or not g.isascii() or not g.isdigit():
-            raise ValueError(f"entry path {path!r}: malformed index element {group!r}")
-        digits.append(g)
-    index = int("".join(digits))
-    if entry_object_path(index) != path:
-        raise ValueError(f"entry path {path!r} is not canonical (expected {entry_object_path(index)!r})")
-    return index
+    """The index named by an entry object path (:func:`verifier.tiles.parse_entry_object_path`);
+    :class:`ValueError` unless it is the canonical one."""
+    try:
+        return parse_entry_object_path(path)
+    except VerificationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def trust_root_file(row: TrustRootRow) -> tuple[str, bytes]:

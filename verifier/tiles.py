@@ -84,6 +84,28 @@ class TileRef:
         return entries_path(self.index, self.width) if self.level is None else tile_path(self.level, self.index, self.width)
 
 
+def _decode_index(groups: list[str], what: str) -> int:
+    """The index ``x001/x234/067`` encodes (``encode_index``'s groups; canonical form checked by callers)."""
+    digits = []
+    for i, group in enumerate(groups):
+        last = i == len(groups) - 1
+        g = group if last else group[1:]
+        if (not last and not group.startswith("x")) or len(g) != 3 or not g.isascii() or not g.isdigit():
+            raise FormatError(f"{what}: malformed index element {group!r}")
+        digits.append(g)
+    return int("".join(digits))
+
+
+def parse_entry_object_path(path: str) -> int:
+    """The index named by a per-entry object path; only the canonical ``entry_object_path`` is accepted."""
+    if len(path) > 200 or not path.startswith("entry/"):
+        raise FormatError(f"not an entry path: {path[:80]!r}")
+    index = _decode_index(path[len("entry/"):].split("/"), f"entry path {path!r}")
+    if entry_object_path(index) != path:
+        raise FormatError(f"entry path {path!r} is not canonical (expected {entry_object_path(index)!r})")
+    return index
+
+
 def parse_tile_path(path: str) -> TileRef:
     """Parse a tile path strictly; the canonical path is the only one accepted."""
     if len(path) > 200 or not path.startswith("tile/"):
@@ -99,14 +121,7 @@ def parse_tile_path(path: str) -> TileRef:
             raise FormatError(f"tile path {path!r}: partial width must be 1..255")
         width = int(w)
         rest = [*rest[:-2], rest[-2][:-2]]
-    digits = []
-    for i, group in enumerate(rest):
-        last = i == len(rest) - 1
-        g = group if last else group[1:]
-        if (not last and not group.startswith("x")) or len(g) != 3 or not g.isascii() or not g.isdigit():
-            raise FormatError(f"tile path {path!r}: malformed index element {group!r}")
-        digits.append(g)
-    index = int("".join(digits))
+    index = _decode_index(rest, f"tile path {path!r}")
     if level_text == "entries":
         ref = TileRef(None, index, width)
     else:
@@ -242,6 +257,7 @@ __all__ = [
     "encode_index",
     "entries_path",
     "entry_object_path",
+    "parse_entry_object_path",
     "parse_tile_path",
     "tile_hashes",
     "tile_node_reader",

@@ -65,7 +65,7 @@ from verifier.tiles import (
     TILE_HEIGHT,
     TILE_WIDTH,
     encode_entry_bundle,
-    entry_object_path,
+    parse_entry_object_path,
     parse_tile_path,
     tile_width_at,
 )
@@ -269,9 +269,11 @@ class Simulator:
             index = self.trust_root_index.get(int(version)) if version.isdigit() and version[0] != "0" else None
             return encode_trust_root_object(index, self.entries[index]) if index is not None and index < size else None
         if path.startswith("entry/"):
-            digits = path[len("entry/"):].replace("x", "").replace("/", "")
-            index = int(digits) if digits.isdigit() else -1
-            return self.entries[index] if 0 <= index < size and entry_object_path(index) == path else None
+            try:
+                index = parse_entry_object_path(path)
+            except VerificationError:
+                return None
+            return self.entries[index] if index < size else None
         try:
             ref = parse_tile_path(path)
         except VerificationError:
