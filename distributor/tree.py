@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from verifier.merkle import EMPTY_ROOT, HASH_SIZE, root
+from verifier.merkle import HASH_SIZE, frontier_root, root
 from verifier.tiles import TILE_HEIGHT, TILE_WIDTH
 
 from .errors import TreeError
@@ -97,13 +97,8 @@ class Edge:
         return root(split_hashes(chunk))
 
     def root(self) -> bytes:
-        """The RFC 9162 root of the tree (``EMPTY_ROOT`` for size 0)."""
-        if not self.frontier:
-            return EMPTY_ROOT
-        acc = self.frontier[0]
-        for left in self.frontier[1:]:
-            acc = hashlib.sha256(b"\x01" + left + acc).digest()
-        return acc
+        """The RFC 9162 root of the tree (``EMPTY_ROOT`` for size 0): the fold of the frontier."""
+        return frontier_root(self.frontier)
 
     def extend(self, leaf_hashes: Sequence[bytes]) -> tuple[Edge, dict[TileKey, bytes]]:
         """Append leaves; return the new edge and every tile that changed (full or partial).
