@@ -10,6 +10,7 @@ import pytest
 
 from tests.attacks.helpers import ANCHOR_V2, ANCHOR_V3, OPERATOR_V2, OPERATOR_V3, client_refuses, root_envelope, v2
 from tests.attacks.simulator import SimResponse, Simulator
+from tests.factory import SeedSigner, World
 from verifier.errors import FetchError, FormatError, MismatchError, ProofError, ThresholdError, TrustRootError
 from verifier.keyset import TrustRootRef
 from verifier.trustroot import encode_trust_root_object
@@ -111,3 +112,20 @@ def test_a_newer_bootstrap_verifies_an_older_named_bundle_itself(sim: Simulator,
     moved = sim.client(state_dir / "moved", trust_root=v2(sim.world), name="new-keys")
     with client_refuses(moved, ThresholdError, "distinct trusted anchor key(s) signed"):
         moved.refresh()
+
+
+def test_a_rotation_that_moves_the_log_key_rechecks_the_checkpoint_under_it(sim: Simulator, state_dir: Path) -> None:
+    """FORMAT.md §7.4 step 4: after following a rotation that changes the log's key, the checkpoint of
+    this refresh must verify under the new key too; one signed by the old key only is refused."""
+    from verifier.errors import SignatureError
+    from verifier.trustroot import sign_trust_root
+
+    sim.add_epoch()
+    client = sim.client(state_dir)
+    assert client.refresh().epoch == 1
+    other = World(log=SeedSigner("another log key"))
+    body = other.trust_root_body(2)
+    sim.publish_trust_root(sign_trust_root(body, [("anchor", sim.world.anchor),
+                                                  ("countersigner", sim.world.countersigner)]))
+    with client_refuses(client, SignatureError, "note has no signature by a known key"):
+        client.refresh()
