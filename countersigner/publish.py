@@ -55,6 +55,7 @@ from verifier.cjson import dumps_canonical, loads_strict
 from verifier.errors import ChainError, FetchError, FormatError, SizeLimitError, VerificationError
 from verifier.http import HttpClient, sanitize
 from verifier.keyset import (
+    CLOCK_SKEW,
     MAX_KEYSET_SIZE,
     Keyset,
     TrustRootRef,
@@ -83,8 +84,6 @@ PUBLISH_TOKEN_ENV = "FLEETKEYS_PUBLISH_TOKEN"  # noqa: S105
 MAX_KEYSET_FILE = 1024 * 1024
 MAX_RESPONSE = 2 * 1024 * 1024
 MAX_TOKEN_FILE = 4096
-#: How far in the future a keyset's issued_at may be (clock skew between operator machines).
-MAX_ISSUE_SKEW = 600
 TIMEOUT = 30.0
 #: Bytes added to a measured bundle size (see ``_check_fits_in_a_bundle``).
 BUNDLE_SIZE_MARGIN = 64
@@ -299,7 +298,7 @@ def _check_dates(keyset: Keyset, now: int, progress: Callable[[str], None]) -> N
     if keyset.expires_at <= now:
         raise PublishError(f"keyset: expires_at {format_time(keyset.expires_at)} is not in the future "
                            f"(now {format_time(now)}); clients would refuse it on arrival")
-    if keyset.issued_at > now + MAX_ISSUE_SKEW:
+    if keyset.issued_at > now + CLOCK_SKEW:  # what every client tolerates, no more
         raise PublishError(f"keyset: issued_at {format_time(keyset.issued_at)} is in the future (now "
                            f"{format_time(now)})")
     for fleet in keyset.fleets:

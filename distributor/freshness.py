@@ -40,6 +40,7 @@ from typing import TypeVar
 
 from verifier.cosignature import CosignatureSigner, add_cosignatures, verify_cosignatures
 from verifier.errors import VerificationError
+from verifier.keyset import CLOCK_SKEW
 from verifier.note import parse_note
 
 from .errors import IntegrityError, StorageError
@@ -52,7 +53,7 @@ T = TypeVar("T")
 #: Read attempts before giving up on finding the served checkpoint current (each failed one renews).
 _ATTEMPTS = 5
 #: How far in the future a client accepts a freshness time (verifier.cosignature.check_fresh).
-_CLIENT_FUTURE_SLACK = 300
+_CLIENT_FUTURE_SLACK = CLOCK_SKEW
 
 
 def freshness_key_name(origin: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import ExpiredError, FormatError, ThresholdError
+from .keyset import CLOCK_SKEW
 from .note import ALG_COSIGNATURE_V1, Note, NoteSigner, NoteVerifier, Signature, parse_note
 
 MAX_TIMESTAMP = (1 << 63) - 1
@@ -99,8 +100,8 @@ def verify_cosignatures(signed_note: bytes | Note, cosigners: Sequence[NoteVerif
 
 
 def check_fresh(timestamp: int, now: int, max_age: int, *, what: str) -> None:
-    """Raise :class:`ExpiredError` unless ``now - max_age <= timestamp <= now + 300`` (seconds)."""
-    if timestamp > now + 300:
+    """Raise :class:`ExpiredError` unless ``now - max_age <= timestamp <= now + CLOCK_SKEW`` (seconds)."""
+    if timestamp > now + CLOCK_SKEW:
         raise ExpiredError(f"{what}: timestamp {timestamp} is in the future (now {now})")
     if now - timestamp > max_age:
         raise ExpiredError(f"{what}: timestamp {timestamp} is {now - timestamp} s old, more than the "

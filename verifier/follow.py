@@ -39,12 +39,12 @@ from .errors import (
     SizeLimitError,
     TrustRootError,
 )
-from .keyset import Keyset, check_next_epoch
+from .keyset import CLOCK_SKEW, Keyset, check_next_epoch
 from .merkle import frontier_append, frontier_root, leaf_hash, verify_consistency
 from .note import MAX_NOTE_SIZE
 from .trustroot import FORMAT as TRUST_ROOT_FORMAT
 from .trustroot import TrustRoot, verify_rotation
-from .update import CLOCK_SKEW, MAX_ROTATIONS, ClientState, VerifiedCheckpoint, check_revocations, verify_checkpoint_note
+from .update import MAX_ROTATIONS, ClientState, VerifiedCheckpoint, check_revocations, verify_checkpoint_note
 
 BUNDLE_PREFIX = b'{"format":"' + BUNDLE_FORMAT.encode() + b'"'
 TRUST_ROOT_PREFIX = b'{"format":"' + TRUST_ROOT_FORMAT.encode() + b'"'

@@ -44,6 +44,9 @@ MAX_KEYSET_SIZE = 40 * 1024
 MAX_FLEETS = 160
 #: Largest epoch (a signed 64-bit integer: SQLite and PostgreSQL store it as one).
 MAX_EPOCH = (1 << 63) - 1
+#: Tolerated clock skew (seconds) for any time ahead of ``now``: a keyset's ``issued_at``, a freshness
+#: cosignature. The one allowance of every checker (client, audit, publish, distributor).
+CLOCK_SKEW = 300
 #: ``previous`` of epoch 1: 32 zero bytes (64 zeros in the keyset's hex).
 GENESIS_PREVIOUS = bytes(32)
 ALGORITHMS = ("x25519", "ed25519", "p256")
@@ -344,6 +347,7 @@ __all__ = [
     "STATUSES",
     "TrustRootRef",
     "canonicalize_keyset",
+    "CLOCK_SKEW",
     "ChainLink",
     "ChainStep",
     "MAX_EPOCH",

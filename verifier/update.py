@@ -55,7 +55,7 @@ from .errors import (
     SizeLimitError,
     TrustRootError,
 )
-from .keyset import Fleet, Keyset, check_next_epoch, parse_keyset
+from .keyset import CLOCK_SKEW, Fleet, Keyset, check_next_epoch, parse_keyset
 from .merkle import MAX_PROOF_HASHES, frontier_root, leaf_hash, verify_consistency, verify_inclusion
 from .note import MAX_NOTE_SIZE, b64decode_strict, parse_note
 from .tlogproof import MAX_PROOF_SIZE, TlogProof, parse_tlog_proof
@@ -65,8 +65,6 @@ STATE_FORMAT = "fleetkeys/client-state/v2"
 #: The earlier state format, still read (and migrated: see :meth:`ClientState.from_bytes`).
 STATE_FORMAT_V1 = "fleetkeys/client-state/v1"
 MAX_STATE_SIZE = 4 * 1024 * 1024
-#: Tolerated clock skew (seconds) for "issued in the future" and for a freshness time ahead of ``now``.
-CLOCK_SKEW = 300
 #: How much older than the newest one already seen a checkpoint's freshness time may be (seconds):
 #: each CDN edge caches ``/checkpoint`` for its max-age (5 s), so two reads may see times a few seconds
 #: apart, the later read older. Such a checkpoint is accepted (it must still be within ``max_age``)
