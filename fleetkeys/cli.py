@@ -9,6 +9,7 @@ click commands or groups); this root only assembles them, so no role imports ano
 ``operator``       ``countersign``, ``publish``, ``trust-root create|show``
 ``distributor``    ``serve``, ``export``, ``log epochs``
 ``client``         ``verify``, ``verify-bundle``
+``witness``        ``serve``, ``keygen``, ``vkey`` (a C2SP tlog-witness, run by an independent party)
 =================  =========================================================================
 
 Short forms kept at the top level: ``fleetkeys quickstart``, ``serve``, ``verify`` and ``audit``;
@@ -36,6 +37,8 @@ _GROUPS: tuple[tuple[str, str, tuple[str, ...], dict[str, str]], ...] = (
      {"serve": "serve", "export": "export", "log": "log"}),
     ("client", "The client verifier: fetch and verify fleet keys, check a bundle.", ("fleetkeys.client_cli",),
      {"verify": "verify", "verify-bundle": "verify-bundle"}),
+    ("witness", "A C2SP tlog-witness: serve add-checkpoint, create or show its key.", ("witness.cli",),
+     {"witness-serve": "serve", "witness-keygen": "keygen", "witness-vkey": "vkey"}),
 )
 #: Commands that also stand at the top level under their own name, shown in the help.
 _SHORT = {"quickstart", "serve", "verify", "audit", "signer"}

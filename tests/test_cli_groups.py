@@ -13,6 +13,7 @@ GROUPS = {
     "operator": {"countersign", "publish", "trust-root"},
     "distributor": {"serve", "export", "log"},
     "client": {"verify", "verify-bundle"},
+    "witness": {"serve", "keygen", "vkey"},
 }
 
 
