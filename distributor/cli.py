@@ -19,15 +19,26 @@
 
 Both take ``--no-entry-objects`` (:data:`ENTRY_OBJECTS_HELP`): no ``entry/<N>`` files in the static
 directory; clients then read entries from the entry bundles.
+
+Stopping: ``serve`` stops on SIGTERM as :mod:`distributor.server` describes (in-flight requests get
+8 s, the process is gone within 10 s; a second SIGTERM or SIGINT stops at once); a SIGTERM or SIGINT
+before it serves (during its start-up check) stops it at once with ``Error: stopped by SIGTERM before
+serving``. ``export --follow`` on SIGTERM or SIGINT finishes the sync in progress and exits 0 with
+``export stopped on SIGTERM: ...``, within :data:`EXPORT_STOP_BOUND` seconds: a sync still running
+then, or a second SIGTERM or SIGINT, ends it at once (exit 1; every file is written atomically and the
+next export resumes from the checkpoint file).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import select
 import signal
 import sys
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -41,6 +52,62 @@ DEFAULT_DATA = "fleetkeys-data"
 ENTRY_OBJECTS_HELP = ("Do not write the per-entry objects entry/<N> (bundles/FORMAT.md §9.6) to the static directory; "
                       "clients then read entries from the entry bundles. With them on (the default) every entry is one "
                       "more fsync'd file: bulk appends are about 25x slower.")
+#: Seconds ``export --follow`` gives the sync in progress after SIGTERM or SIGINT before it exits anyway.
+EXPORT_STOP_BOUND = 10.0
+
+
+def _stop_before_serving(signum: int, frame: object) -> None:
+    """SIGTERM/SIGINT before gunicorn takes over its signals: unwind (half-made files are removed)."""
+    raise click.ClickException(f"stopped by {signal.Signals(signum).name} before serving")
+
+
+class _StopRequest:
+    """SIGTERM or SIGINT sets :attr:`event` (and :attr:`name`); a second one, or ``bound`` seconds
+    without the process exiting, exits it at once.
+
+    The signals only wake a watcher thread through :func:`signal.set_wakeup_fd` (written by the C-level
+    handler even while the main thread is inside a long fsync or database call); the Python-level
+    handlers do nothing, so nothing runs re-entrantly in the main thread.
+    """
+
+    def __init__(self, bound: float) -> None:
+        self.bound = bound
+        self.event = threading.Event()
+        self.name: str | None = None
+        self._read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        signal.set_wakeup_fd(write_fd)
+        threading.Thread(target=self._watch, name="fleetkeys-export-signals", daemon=True).start()
+
+    @staticmethod
+    def _say(line: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            click.echo(line)
+            sys.stdout.flush()
+
+    def _watch(self) -> None:
+        deadline: float | None = None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._read_fd], [], [], timeout)[0]:
+                self._say(f"export stopped: the sync in progress did not finish within {self.bound:g} s of "
+                          f"{self.name}; exiting anyway (every file is written atomically: the next export "
+                          "resumes from the checkpoint)")
+                os._exit(1)
+            for signum in os.read(self._read_fd, 64):
+                if signum not in (signal.SIGTERM, signal.SIGINT):
+                    continue
+                name = signal.Signals(signum).name
+                if self.name is not None:
+                    self._say(f"export stopped at once on a second {name} (every file is written atomically: "
+                              "the next export resumes from the checkpoint)")
+                    os._exit(1)
+                self.name, deadline = name, time.monotonic() + self.bound
+                self._say(f"{name}: finishing the sync in progress, then stopping (at most {self.bound:g} s; "
+                          "a second SIGTERM or SIGINT stops at once)")
+                self.event.set()
 
 
 def _ensure_key(ref: str | None, default_path: str, created: list[str], what: str) -> str:
@@ -126,10 +193,17 @@ def _run_isolated(fn: Any) -> Any:
             os._exit(code)
     os.close(write_fd)
     chunks = []
-    while chunk := os.read(read_fd, 65536):
-        chunks.append(chunk)
-    os.close(read_fd)
-    _, status = os.waitpid(pid, 0)
+    try:
+        while chunk := os.read(read_fd, 65536):
+            chunks.append(chunk)
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # stopped (SIGTERM, Ctrl-C) during the check: the child goes too
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # it only ran crash-safe transactions and atomic writes
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(read_fd)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(code if code > 0 else 1)
@@ -162,6 +236,8 @@ def serve_cmd(data_dir: str, database: str | None, schema: str | None, host: str
               trust_root_file: str | None, token_file: str | None, static_dir: str | None, no_static: bool,
               no_entry_objects: bool, freshness_interval: float, access_log: bool) -> None:
     """Serve the log: checkpoint, tiles, publish and read API (gunicorn)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):  # until gunicorn installs its own (distributor.server)
+        signal.signal(sig, _stop_before_serving)
     data_dir = os.path.abspath(data_dir)
     os.makedirs(data_dir, mode=0o700, exist_ok=True)
     created: list[str] = []
@@ -221,6 +297,7 @@ def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, in
         if data_dir is None:
             raise click.UsageError("give --freshness-key REF or --data DIR (the checkpoint needs a freshness cosignature)")
         freshness_key = os.path.join(data_dir, "freshness.key")
+    stop = _StopRequest(EXPORT_STOP_BOUND) if follow else None
     try:
         storage = open_storage(database, schema=schema)
         if not storage.has_schema():
@@ -244,11 +321,9 @@ def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, in
     if not follow:
         storage.close()
         return
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    assert stop is not None
     try:
-        while not stop.wait(interval):
+        while not stop.event.wait(interval):
             try:
                 new_size = writer.sync(storage)
             except StorageError as exc:
@@ -261,6 +336,7 @@ def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, in
                 size = new_size
     finally:
         storage.close()
+    click.echo(f"export stopped on {stop.name}: {origin} size {size} exported to {os.path.abspath(out_dir)}")
 
 
 COMMANDS = [serve_cmd, export_cmd]

@@ -5,6 +5,11 @@ Each worker builds its own app with :func:`distributor.app.create_app` after the
 gunicorn's ``gthread`` class (HTTP keep-alive, a few threads each). After a worker boots it starts
 its static refresher (one of all workers wins the lock and keeps the static checkpoint fresh); when
 it exits it drains its static writer and closes its connections.
+
+Stopping: :class:`serving.BoundedStopArbiter` (SIGTERM: in-flight requests get up to
+:data:`serving.GRACEFUL_TIMEOUT` s, then a busy worker is killed — a publish that did not COMMIT is
+then not appended: the append is one database transaction; gone within :data:`serving.STOP_BOUND` s;
+a second signal stops at once; the last log line says how).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+from serving import GRACEFUL_TIMEOUT, QUICK_TIMEOUT, STOP_BOUND, run_bounded
 
 from .app import create_app, get_service
 from .config import Config
@@ -45,10 +52,14 @@ class DistributorServer(BaseApplication):
     def load(self) -> Any:
         return create_app(self.app_config)
 
+    def run(self) -> None:
+        run_bounded(self)
+
 
 def serve(config: Mapping[str, Any] | Config, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 2,
           threads: int = 4, access_log: bool = False) -> None:
-    """Serve until SIGTERM/SIGINT. A worker that cannot start (bad keys, damaged log) stops the server."""
+    """Serve until SIGTERM/SIGINT (see the module docstring). A worker that cannot start (bad keys,
+    damaged log) stops the server."""
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
@@ -56,7 +67,7 @@ def serve(config: Mapping[str, Any] | Config, *, host: str = "127.0.0.1", port: 
         "threads": threads,
         "keepalive": 5,
         "timeout": 60,
-        "graceful_timeout": 20,
+        "graceful_timeout": GRACEFUL_TIMEOUT,  # the workers' own wait for their connections
         "post_worker_init": _post_worker_init,
         "worker_exit": _worker_exit,
         "accesslog": "-" if access_log else None,
@@ -69,4 +80,4 @@ def serve(config: Mapping[str, Any] | Config, *, host: str = "127.0.0.1", port: 
     DistributorServer(config, options).run()
 
 
-__all__ = ["DistributorServer", "serve"]
+__all__ = ["GRACEFUL_TIMEOUT", "QUICK_TIMEOUT", "STOP_BOUND", "DistributorServer", "serve"]

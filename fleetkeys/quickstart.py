@@ -15,30 +15,45 @@ Ctrl-C (or stops with ``--exit``). Everything lives in the data directory::
 The keysets are written as an operator writes them, without a ``trust_root`` field: ``publish
 --trust-root`` names the quickstart's trust root in each (bundles/FORMAT.md §3.3), as the distributor
 requires. Running it again on the same directory continues the same log with three more epochs
-(under the same trust root, which it keeps in ``DATA/trust-root.json``).
+(under the same trust root, which it keeps in ``DATA/trust-root.json``); an epoch a stopped run had
+begun (its keyset file written, perhaps already signed) is finished first, with the same keyset.
+
+Stopping: SIGTERM, SIGHUP and SIGINT (Ctrl-C) alike stop it, at any point: it sends SIGTERM to each
+service's process group (they finish their in-flight requests, signer.server/distributor.server),
+waits at most :data:`STOP_BOUND` seconds, kills whatever is left, prints ``stopped: ...`` and exits 0.
+A second signal stops the services at once. If the quick start itself is killed (SIGKILL), each
+service gets SIGTERM from the kernel (Linux ``PR_SET_PDEATHSIG``) and stops the same way. Every file
+it writes is written atomically, so a stop at any instant leaves nothing that makes the next run fail.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from contextlib import ExitStack, closing
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import click
 import requests
 
 from keys import generate_key_file, load_signer
+from verifier.atomicfile import create_exclusive, fsync_dir, write_atomic
 from verifier.audit import keyset_changes
 from verifier.bundle import parse_bundle
 from verifier.client import Client
-from verifier.keyset import Fleet, Keyset, format_time, parse_keyset
+from verifier.errors import VerificationError
+from verifier.keyset import Fleet, Keyset, format_time, parse_keyset, parse_time
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
 from verifier.signatures import KeyGroup
 from verifier.trustroot import LogConfig, encode_envelope, encode_trust_root_body
@@ -46,6 +61,157 @@ from verifier.trustroot import LogConfig, encode_envelope, encode_trust_root_bod
 NAMESPACE = "example.messenger/backup-vaults/v1"
 ORIGIN = "fleetkeys.local/log"
 DAY = 86400
+#: Seconds the services get to stop after SIGTERM (their own bound: in-flight requests get 8 s and
+#: each is gone within 10 s) before the quick start kills what is left of them.
+STOP_BOUND = 10.0
+#: Seconds they get after a second signal.
+QUICK_BOUND = 2.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+_PR_SET_PDEATHSIG = 1
+
+
+class _Stop(BaseException):
+    """Raised in the main thread by the first SIGTERM, SIGHUP or SIGINT: it unwinds the quick start,
+    and leaving :class:`_Services` stops the services. (A ``BaseException``, like ``KeyboardInterrupt``:
+    no ``except Exception`` on the way swallows it.)"""
+
+    def __init__(self, signum: int) -> None:
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+class _Signals:
+    """The quick start's stop signals: the first raises :class:`_Stop` (at once, or at the end of the
+    :meth:`held` block it arrived in); any later one sets :attr:`hurry` (stop the services at once)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.hurry = False
+        self.stopping = False  # set while the services are being stopped: nothing to unwind any more
+        self._held = 0
+        self._raised = False
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _raise(self) -> None:
+        if self.received is not None and not self._raised:
+            self._raised = True
+            raise _Stop(self.received)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            self.hurry = True
+        else:
+            self.received = signum
+            if not self._held and not self.stopping:
+                self._raise()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """A block that a stop signal does not cut in half: it takes effect when the block ends."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+        if not self._held:
+            self._raise()
+
+
+def _say(line: str = "") -> None:
+    """Print, even after the terminal went away (SIGHUP): stopping must not fail on a dead stdout."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(line)
+
+
+def _exit_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel send the child SIGTERM when the quick start dies, even by
+    SIGKILL (Linux ``prctl(PR_SET_PDEATHSIG)``); ``None`` where there is no such call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the quick start died before the guard was set
+            os._exit(1)
+
+    return preexec
+
+
+class _Services:
+    """The services the quick start runs, each the leader of its own process group (so a terminal's
+    Ctrl-C reaches only the quick start, which stops them in order). Leaving the ``with`` block, for
+    whatever reason, stops them all."""
+
+    def __init__(self, signals: _Signals) -> None:
+        self.signals = signals
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, args: list[str], log_path: Path, ready_url: str, what: str) -> subprocess.Popen:
+        with open(log_path, "ab") as log_file, self.signals.held():  # never a child we do not know of
+            proc = subprocess.Popen([sys.executable, "-m", "fleetkeys", *args], stdout=log_file,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_exit_with_parent())  # the quick start runs no threads
+            self.procs.append((what, proc))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise click.ClickException(f"{what} exited with code {proc.returncode}; see {log_path}")
+            try:
+                if requests.get(ready_url, timeout=1).status_code == 200:
+                    return proc
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise click.ClickException(f"{what} did not become ready within 30 s; see {log_path}")
+
+    def _signal_all(self, sig: int) -> None:
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, sig)
+
+    def stop(self) -> list[str]:
+        """SIGTERM every service's group, wait up to :data:`STOP_BOUND` s (:data:`QUICK_BOUND` after a
+        second signal), SIGKILL what is left (stragglers of an exited one too); the services killed."""
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_BOUND
+        hurried = False
+        while any(proc.poll() is None for _, proc in self.procs) and time.monotonic() < deadline:
+            if self.signals.hurry and not hurried:
+                hurried = True
+                self._signal_all(signal.SIGINT)  # SIGINT after SIGTERM: they stop at once
+                deadline = min(deadline, time.monotonic() + QUICK_BOUND)
+            time.sleep(0.05)
+        killed = [what for what, proc in self.procs if proc.poll() is None]
+        for _, proc in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for _, proc in self.procs:
+            proc.wait()
+        return killed
+
+    def __enter__(self) -> _Services:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.signals.stopping = True
+        running = [what for what, proc in self.procs if proc.poll() is None]
+        if isinstance(exc, _Stop):
+            _say(f"\n{exc.name}: stopping" + (f" {' and '.join(running)} (at most {STOP_BOUND:g} s; a second "
+                                                "SIGTERM or Ctrl-C stops them at once)" if running else ""))
+        killed = self.stop()
+        if isinstance(exc, _Stop):
+            _say(f"stopped: killed {' and '.join(killed)}, still running after the bound" if killed else
+                 "stopped: nothing is left running")
 
 
 def _free_port(preferred: int) -> int:
@@ -59,39 +225,32 @@ def _free_port(preferred: int) -> int:
     raise click.ClickException("no free TCP port on 127.0.0.1")
 
 
+def _create_once(path: Path, make: Callable[[Path], Any]) -> None:
+    """Create ``path`` with ``make(tmp)`` under a temporary name, then link it into place: even a
+    SIGKILL leaves either no file or the whole one (never a half-written secret), and an existing
+    file is never replaced."""
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.unlink(missing_ok=True)  # left by a run killed in between
+    try:
+        make(tmp)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
 def _key(path: Path) -> bytes:
     """Public key of the key file at ``path``, generating it (0600) on first use."""
     if not path.exists():
-        return generate_key_file(path)
+        _create_once(path, generate_key_file)
     return load_signer(f"file:{path}").public_key
 
 
-def _start(args: list[str], log_path: Path, ready_url: str, what: str) -> subprocess.Popen:
-    log_file = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen([sys.executable, "-m", "fleetkeys", *args], stdout=log_file, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise click.ClickException(f"{what} exited with code {proc.returncode}; see {log_path}")
-        try:
-            if requests.get(ready_url, timeout=1).status_code == 200:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise click.ClickException(f"{what} did not become ready within 30 s; see {log_path}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def _token(path: Path) -> None:
+    """The distributor's publish token (0600), made here so that it is created atomically too."""
+    if not path.exists():
+        _create_once(path, lambda tmp: create_exclusive(tmp, (secrets.token_urlsafe(32) + "\n").encode()))
 
 
 def _x25519_key() -> bytes:
@@ -124,6 +283,20 @@ def _plan(latest: Keyset | None, now: int) -> list[tuple[str, list[Fleet]]]:
     ]
 
 
+def _begun_keyset(path: Path, latest: Keyset | None, now: int) -> bool:
+    """Whether ``path`` is the keyset a stopped run wrote for the next epoch and did not get logged.
+
+    It may already be signed (an anchor signature is final for its epoch, so only that keyset can be
+    published for it now): it is published as it is, if it still continues the log and is in date."""
+    try:
+        raw = json.loads(path.read_bytes())
+        return (raw["epoch"] == (latest.epoch if latest else 0) + 1 and raw["namespace"] == NAMESPACE
+                and raw["previous"] == (latest.digest if latest else bytes(32)).hex()
+                and parse_time(raw["issued_at"], "issued_at") <= now < parse_time(raw["expires_at"], "expires_at"))
+    except (OSError, ValueError, KeyError, TypeError, VerificationError):
+        return False
+
+
 def _keyset_json(epoch: int, previous: bytes, fleets: list[Fleet], now: int) -> bytes:
     """The keyset as an operator writes it: readable, indented JSON (publish names the trust root in it
     and canonicalises it)."""
@@ -144,7 +317,7 @@ def _ensure_trust_root(data: Path, anchor: bytes, operator: bytes, log_key: byte
                           NoteVerifier.from_public_key(ORIGIN + "/freshness", freshness, ALG_COSIGNATURE_V1), 3600),
             witnesses=KeyGroup((), 0),
             expires_at=now + 5 * 365 * DAY)
-        path.write_bytes(encode_envelope(body))
+        write_atomic(path, encode_envelope(body), mode=0o644)
     return path
 
 
@@ -154,78 +327,94 @@ def _ensure_trust_root(data: Path, anchor: bytes, operator: bytes, log_key: byte
 @click.option("--port", default=8080, show_default=True, help="Distributor port (a free one if busy).")
 @click.option("--signer-port", default=8090, show_default=True, help="Anchor signer port (a free one if busy).")
 def quickstart_cmd(data_dir: str, exit_after: bool, port: int, signer_port: int) -> None:
-    """Run signer + distributor locally, publish three epochs, verify them as an app would."""
+    """Run signer + distributor locally, publish three epochs, verify them as an app would.
+
+    SIGTERM, SIGHUP or Ctrl-C stops it and both services (within 10 s; a second one at once)."""
+    signals = _Signals()
+    try:
+        with _Services(signals) as services:
+            _quickstart(Path(data_dir).resolve(), exit_after, port, signer_port, signals, services)
+    except _Stop:
+        pass  # the services are stopped, and the last line said so
+    finally:
+        signals.restore()
+
+
+def _quickstart(data: Path, exit_after: bool, port: int, signer_port: int, signals: _Signals,
+                services: _Services) -> None:
     from countersigner.publish import PublishError, PublishRequest, publish
 
-    data = Path(data_dir).resolve()
     for sub in ("", "keysets", "bundles", "distributor"):
         (data / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     now = int(time.time())
     operator = _key(data / "operator.key")
     log_key = _key(data / "distributor" / "log.key")
     freshness = _key(data / "distributor" / "freshness.key")
+    _token(data / "distributor" / "publish.token")
     signer_url = f"http://127.0.0.1:{_free_port(signer_port)}"
     dist_url = f"http://127.0.0.1:{_free_port(port)}"
 
-    with ExitStack() as stack:
-        click.echo(f"data directory: {data}")
+    click.echo(f"data directory: {data}")
+    with signals.held():  # a half-initialised signer directory would make the next run fail
         subprocess.run([sys.executable, "-m", "fleetkeys", "signer", "init", "--data", str(data / "signer"),
-                        "--namespace", NAMESPACE], check=True, stdout=subprocess.DEVNULL)
-        signer = _start(["signer", "serve", "--data", str(data / "signer"), "--port", signer_url.rsplit(":", 1)[1]],
-                        data / "signer.log", f"{signer_url}/info", "anchor signer")
-        stack.callback(_stop, signer)
-        anchor = bytes.fromhex(requests.get(f"{signer_url}/info", timeout=10).json()["keys"][0]["public_key"])
-        root_path = _ensure_trust_root(data, anchor, operator, log_key, freshness, now)
-        click.echo(f"anchor signer:  {signer_url}  (key {anchor.hex()})")
-        dist = _start(["serve", "--data", str(data / "distributor"), "--port", dist_url.rsplit(":", 1)[1],
-                       "--origin", ORIGIN, "--trust-root", str(root_path), "--workers", "1"],
-                      data / "distributor.log", f"{dist_url}/api/v1/info", "distributor")
-        stack.callback(_stop, dist)
-        click.echo(f"distributor:    {dist_url}  (log {ORIGIN}, SQLite in {data / 'distributor'})")
-        click.echo(f"trust root:     {root_path}")
+                        "--namespace", NAMESPACE], check=True, stdout=subprocess.DEVNULL, start_new_session=True)
+    signer = services.start(["signer", "serve", "--data", str(data / "signer"), "--port",
+                             signer_url.rsplit(":", 1)[1]], data / "signer.log", f"{signer_url}/info", "anchor signer")
+    anchor = bytes.fromhex(requests.get(f"{signer_url}/info", timeout=10).json()["keys"][0]["public_key"])
+    root_path = _ensure_trust_root(data, anchor, operator, log_key, freshness, now)
+    click.echo(f"anchor signer:  {signer_url}  (key {anchor.hex()})")
+    dist = services.start(["serve", "--data", str(data / "distributor"), "--port", dist_url.rsplit(":", 1)[1],
+                           "--origin", ORIGIN, "--trust-root", str(root_path), "--workers", "1"],
+                          data / "distributor.log", f"{dist_url}/api/v1/info", "distributor")
+    click.echo(f"distributor:    {dist_url}  (log {ORIGIN}, SQLite in {data / 'distributor'})")
+    click.echo(f"trust root:     {root_path}")
 
-        client = Client(dist_url, root_path.read_bytes(), data / "client")
-        seen = client.state.saved_keyset
-        latest = _latest_keyset(dist_url)
-        previous = latest.digest if latest else bytes(32)
-        for what, fleets in _plan(latest, now):
-            epoch = (latest.epoch if latest else 0) + 1
-            keyset_path = data / "keysets" / f"epoch-{epoch}.json"
-            keyset_path.write_bytes(_keyset_json(epoch, previous, fleets, now))
-            click.echo(f"\n== epoch {epoch}: {what}")
-            try:
-                result = publish(PublishRequest(
-                    keyset_path=keyset_path, signer_url=signer_url, countersign_key=f"file:{data / 'operator.key'}",
-                    signer_token=(data / "signer" / "tokens" / "write.token").read_text().strip(),
-                    out=data / "bundles" / f"epoch-{epoch}.json", trust_root_path=root_path,
-                    distributor_url=dist_url,
-                    publish_token=(data / "distributor" / "publish.token").read_text().strip()),
-                    progress=lambda line: click.echo(f"   {line}"), now=now)
-            except PublishError as exc:
-                raise click.ClickException(f"publish failed: {exc}") from exc
-            latest, previous = result.keyset, result.keyset.digest
-            update = client.refresh()
-            verified = client.state.saved_keyset
-            changes = ", ".join(keyset_changes(seen, verified).describe()) or "no change"
-            click.echo(f"   client verified epoch {update.epoch} (log size {update.checkpoint_size}): {changes}")
-            for fleet in update.fleets:
-                click.echo(f"     active {fleet.fleet_id:<22} {fleet.algorithm} {fleet.public_key.hex()}")
-            seen = verified
+    client = Client(dist_url, root_path.read_bytes(), data / "client")
+    seen = client.state.saved_keyset
 
-        click.echo(f"\nverify again any time:  fleetkeys verify --trust-root {root_path} --distributor {dist_url} "
-                   f"--state {data / 'client'}")
-        click.echo(f"checkpoint:             {dist_url}/checkpoint")
-        click.echo(f"epochs:                 {dist_url}/api/v1/epochs")
-        if exit_after:
-            return
-        click.echo("serving; Ctrl-C to stop")
+    def publish_epoch(keyset_path: Path, what: str) -> Keyset:
+        nonlocal seen
+        epoch = json.loads(keyset_path.read_bytes())["epoch"]
+        click.echo(f"\n== epoch {epoch}: {what}")
         try:
-            while signer.poll() is None and dist.poll() is None:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            click.echo("stopping")
-            return
-        raise click.ClickException("a service exited unexpectedly; see the logs in the data directory")
+            result = publish(PublishRequest(
+                keyset_path=keyset_path, signer_url=signer_url, countersign_key=f"file:{data / 'operator.key'}",
+                signer_token=(data / "signer" / "tokens" / "write.token").read_text().strip(),
+                out=data / "bundles" / f"epoch-{epoch}.json", trust_root_path=root_path,
+                distributor_url=dist_url,
+                publish_token=(data / "distributor" / "publish.token").read_text().strip()),
+                progress=lambda line: click.echo(f"   {line}"), now=now)
+        except PublishError as exc:
+            raise click.ClickException(f"publish failed: {exc}") from exc
+        update = client.refresh()
+        verified = client.state.saved_keyset
+        changes = ", ".join(keyset_changes(seen, verified).describe()) or "no change"
+        click.echo(f"   client verified epoch {update.epoch} (log size {update.checkpoint_size}): {changes}")
+        for fleet in update.fleets:
+            click.echo(f"     active {fleet.fleet_id:<22} {fleet.algorithm} {fleet.public_key.hex()}")
+        seen = verified
+        return result.keyset
+
+    latest = _latest_keyset(dist_url)
+    begun = data / "keysets" / f"epoch-{(latest.epoch if latest else 0) + 1}.json"
+    if _begun_keyset(begun, latest, now):
+        latest = publish_epoch(begun, "finish the epoch a stopped run began")
+    for what, fleets in _plan(latest, now):
+        epoch = (latest.epoch if latest else 0) + 1
+        keyset_path = data / "keysets" / f"epoch-{epoch}.json"
+        write_atomic(keyset_path, _keyset_json(epoch, latest.digest if latest else bytes(32), fleets, now), mode=0o644)
+        latest = publish_epoch(keyset_path, what)
+
+    click.echo(f"\nverify again any time:  fleetkeys verify --trust-root {root_path} --distributor {dist_url} "
+               f"--state {data / 'client'}")
+    click.echo(f"checkpoint:             {dist_url}/checkpoint")
+    click.echo(f"epochs:                 {dist_url}/api/v1/epochs")
+    if exit_after:
+        return
+    click.echo("serving; Ctrl-C (or SIGTERM, SIGHUP) stops it and both services")
+    while signer.poll() is None and dist.poll() is None:
+        time.sleep(0.5)
+    raise click.ClickException("a service exited unexpectedly; see the logs in the data directory")
 
 
 COMMANDS = [quickstart_cmd]

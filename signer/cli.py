@@ -14,10 +14,15 @@ pure Plexi compatibility (the digest-only path, where the signer cannot check th
 
 Key references given here never take ``pin-value=`` (a PIN in argv is visible in
 ``/proc/<pid>/cmdline``): use ``pin-source=`` or ``$FLEETKEYS_PKCS11_PIN``.
+
+``serve`` stops on SIGTERM as :mod:`signer.server` describes (in-flight requests get 8 s, the process
+is gone within 10 s; a second SIGTERM or SIGINT stops at once); a SIGTERM or SIGINT before it serves
+stops it at once with ``Error: stopped by SIGTERM before serving``.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -133,6 +138,11 @@ def serve_cmd(data_dir: Path, key_ref: str | None, key_name: str, host: str, por
           access_log=access_log)
 
 
+def _stop_before_serving(signum: int, frame: object) -> None:
+    """SIGTERM/SIGINT before gunicorn takes over its signals: unwind (half-made files are removed)."""
+    raise click.ClickException(f"stopped by {signal.Signals(signum).name} before serving")
+
+
 def serve(data_dir: Path, key_ref: str | None, *, key_name: str = "anchor", host: str = "127.0.0.1", port: int = 8090,
           workers: int = 1, threads: int = 4, access_log: bool = False,
           after_commit: Callable[[], None] | None = None) -> None:
@@ -140,6 +150,8 @@ def serve(data_dir: Path, key_ref: str | None, *, key_name: str = "anchor", host
     :class:`signer.config.SignerConfig`; the CLI never sets it (only ``tests/signer/crashing_signer.py`` does)."""
     from .server import SignerServer
 
+    for sig in (signal.SIGTERM, signal.SIGINT):  # until gunicorn installs its own (signer.server)
+        signal.signal(sig, _stop_before_serving)
     try:
         _prepare(data_dir, key_ref)
         ref = key_ref or default_key_ref(data_dir)
@@ -155,7 +167,6 @@ def serve(data_dir: Path, key_ref: str | None, *, key_name: str = "anchor", host
         _fail(str(exc))
     sys.stdout.flush()
     SignerServer(config, host=host, port=port, workers=workers, threads=threads, access_log=access_log).run()
-
 
 
 COMMANDS = [signer_group]

@@ -4,6 +4,11 @@ Workers are ``gthread`` workers (HTTP keep-alive, several requests in flight per
 built in each worker after the fork (``preload_app`` is off), so every worker loads its own key
 (PKCS#11 sessions do not survive a fork) and opens its own SQLite connections; the journal's
 ``BEGIN IMMEDIATE`` transactions serialise signing across all of them.
+
+Stopping: :class:`serving.BoundedStopArbiter` (SIGTERM: in-flight requests get up to
+:data:`serving.GRACEFUL_TIMEOUT` s, then a busy worker is killed — a signature whose journal
+transaction did not COMMIT is then not recorded, and was not returned; gone within
+:data:`serving.STOP_BOUND` s; a second signal stops at once; the last log line says how).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+from serving import GRACEFUL_TIMEOUT, QUICK_TIMEOUT, STOP_BOUND, run_bounded
 
 from .app import create_app
 from .config import SignerConfig
@@ -28,7 +35,7 @@ class SignerServer(BaseApplication):
             "worker_class": "gthread",
             "threads": threads,
             "timeout": timeout,
-            "graceful_timeout": 10,
+            "graceful_timeout": GRACEFUL_TIMEOUT,  # the workers' own wait for their connections
             "keepalive": 5,
             "preload_app": False,
             "accesslog": "-" if access_log else None,
@@ -46,5 +53,8 @@ class SignerServer(BaseApplication):
     def load(self) -> Any:
         return create_app(self._config)
 
+    def run(self) -> None:
+        run_bounded(self)
 
-__all__ = ["SignerServer"]
+
+__all__ = ["GRACEFUL_TIMEOUT", "QUICK_TIMEOUT", "STOP_BOUND", "SignerServer"]

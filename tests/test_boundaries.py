@@ -5,6 +5,7 @@
 * ``keys`` (private key custody) imports no project package but ``verifier``.
 * A role (``signer``, ``countersigner``, ``distributor``, ``witness``) imports no other role.
 * Only the ``fleetkeys`` package (the CLI) imports ``fleetkeys``.
+* ``serving`` (the gunicorn shell of the services) imports no project package.
 
 Every import counts: ``import x`` and ``from x import y``, at module level or inside a function or
 an ``if TYPE_CHECKING:`` block, relative ones resolved to absolute names, and ``importlib.import_module``
@@ -22,7 +23,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 #: Every package of the project (``witness`` once it exists); ``tests`` is one too, for the rules.
-PROJECT = ("verifier", "keys", "signer", "countersigner", "distributor", "fleetkeys", "bundles", "witness", "tests")
+PROJECT = ("verifier", "keys", "signer", "countersigner", "distributor", "fleetkeys", "bundles", "witness", "serving",
+           "tests")
 #: The packages whose code is checked (``tests`` may import anything).
 CHECKED = tuple(p for p in PROJECT if p != "tests")
 ROLES = ("signer", "countersigner", "distributor", "witness")
@@ -116,6 +118,8 @@ def rule_broken(package: str, imported: Import) -> str | None:
             return "verifier imports no other project package"
         if top in SERVER_STACK:
             return "verifier imports nothing of the server stack"
+    if package == "serving" and top in PROJECT and top != "serving":
+        return "serving imports no project package"
     if package == "keys" and top in PROJECT and top not in ("keys", "verifier"):
         return "keys imports no project package but verifier"
     if package in ROLES and top in ROLES and top != package:

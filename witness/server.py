@@ -5,6 +5,11 @@ support, and several requests in flight per worker). The app is built in each wo
 (``preload_app`` is off), so every worker loads its own key (PKCS#11 sessions do not survive a fork)
 and opens its own SQLite connections; the state's ``BEGIN IMMEDIATE`` transactions serialise the
 check-and-update of every request across all of them.
+
+Stopping: :class:`serving.BoundedStopArbiter`, as the other services (SIGTERM: in-flight requests get
+up to :data:`serving.GRACEFUL_TIMEOUT` s — a request whose transaction did not COMMIT cosigned
+nothing and changed no state; gone within :data:`serving.STOP_BOUND` s; a second signal stops at
+once; the last log line says how).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+
+from serving import GRACEFUL_TIMEOUT, run_bounded
 
 from .app import create_app, get_witness
 from .config import WitnessConfig
@@ -35,7 +42,7 @@ class WitnessServer(BaseApplication):
             "worker_class": "gthread",
             "threads": threads,
             "timeout": timeout,
-            "graceful_timeout": 10,
+            "graceful_timeout": GRACEFUL_TIMEOUT,  # the workers' own wait for their connections
             "keepalive": 5,
             "preload_app": False,
             "worker_exit": _worker_exit,
@@ -56,6 +63,9 @@ class WitnessServer(BaseApplication):
 
     def load(self) -> Any:
         return create_app(self._config)
+
+    def run(self) -> None:
+        run_bounded(self)
 
 
 __all__ = ["WitnessServer"]
