@@ -49,7 +49,6 @@ from .errors import (
     ExpiredError,
     FetchError,
     FormatError,
-    SizeLimitError,
     StateConflictError,
     TrustRootError,
 )
@@ -340,7 +339,7 @@ class Client:
             state = apply_entry(state, rotation, at, bootstrap=self.trust_root, now=now).state
         return with_tree_head(state, size, checkpoint.root, frontier)
 
-    def _offline(self, now: int, exc: FetchError | SizeLimitError) -> RefreshResult:
+    def _offline(self, now: int, exc: FetchError) -> RefreshResult:
         state = self.state
         reason = sanitize(str(exc), 300)
         if state.keyset is None:

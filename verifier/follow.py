@@ -44,7 +44,14 @@ from .merkle import frontier_append, frontier_root, leaf_hash, verify_consistenc
 from .note import MAX_NOTE_SIZE
 from .trustroot import FORMAT as TRUST_ROOT_FORMAT
 from .trustroot import TrustRoot, verify_rotation
-from .update import MAX_ROTATIONS, ClientState, VerifiedCheckpoint, check_revocations, verify_checkpoint_note
+from .update import (
+    MAX_ROTATIONS,
+    ClientState,
+    VerifiedCheckpoint,
+    check_not_behind,
+    check_revocations,
+    verify_checkpoint_note,
+)
 
 BUNDLE_PREFIX = b'{"format":"' + BUNDLE_FORMAT.encode() + b'"'
 TRUST_ROOT_PREFIX = b'{"format":"' + TRUST_ROOT_FORMAT.encode() + b'"'
@@ -65,13 +72,7 @@ def open_checkpoint_for(checkpoint: bytes, *, bootstrap: TrustRoot, state: Clien
     if len(checkpoint) > MAX_NOTE_SIZE:
         raise SizeLimitError(f"checkpoint: {len(checkpoint)} bytes exceeds the {MAX_NOTE_SIZE}-byte limit")
     vcp = verify_checkpoint_note(checkpoint, trust_root=state.trust_root_in_force(bootstrap), state=state, now=now)
-    cp = vcp.checkpoint
-    if cp.size < state.checkpoint_size:
-        raise ConsistencyError(f"checkpoint size {cp.size} is smaller than the size {state.checkpoint_size} "
-                               "already seen: the log went backwards")
-    if cp.size == state.checkpoint_size and state.checkpoint_size and cp.root != state.checkpoint_root:
-        raise ConsistencyError(f"checkpoint of size {cp.size} has root {cp.root.hex()} but this client saw root "
-                               f"{state.checkpoint_root.hex()} at that size: the log forked (split view)")
+    check_not_behind(vcp.checkpoint, state)
     return vcp
 
 

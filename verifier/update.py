@@ -293,15 +293,21 @@ def verify_checkpoint_note(checkpoint: bytes, *, trust_root: TrustRoot, state: C
     return VerifiedCheckpoint(cp, max(state.freshness_time, min(fresh.timestamp, now)))
 
 
-def _check_consistency(cp: Checkpoint, state: ClientState, consistency: Sequence[bytes]) -> None:
-    """Step 12: the checkpoint extends the one ``state`` accepted (never smaller, never a fork)."""
+def check_not_behind(cp: Checkpoint, state: ClientState) -> None:
+    """The checkpoint is not smaller than the tree head ``state`` accepted, nor, at the same size, another
+    root (:class:`ConsistencyError`). The part of step 12 that needs no proof."""
     if cp.size < state.checkpoint_size:
         raise ConsistencyError(f"checkpoint size {cp.size} is smaller than the size {state.checkpoint_size} "
                                "already seen: the log went backwards")
+    if state.checkpoint_size and cp.size == state.checkpoint_size and cp.root != state.checkpoint_root:
+        raise ConsistencyError(f"checkpoint of size {cp.size} has root {cp.root.hex()} but this client saw root "
+                               f"{state.checkpoint_root.hex()} at that size: the log forked (split view)")
+
+
+def _check_consistency(cp: Checkpoint, state: ClientState, consistency: Sequence[bytes]) -> None:
+    """Step 12: the checkpoint extends the one ``state`` accepted (never smaller, never a fork)."""
+    check_not_behind(cp, state)
     if state.checkpoint_size:
-        if cp.size == state.checkpoint_size and cp.root != state.checkpoint_root:
-            raise ConsistencyError(f"checkpoint of size {cp.size} has root {cp.root.hex()} but this client saw root "
-                                   f"{state.checkpoint_root.hex()} at that size: the log forked (split view)")
         verify_consistency(state.checkpoint_size, cp.size, consistency, state.checkpoint_root, cp.root)
 
 
@@ -405,6 +411,7 @@ __all__ = [
     "ClientState",
     "VerifiedCheckpoint",
     "VerifiedUpdate",
+    "check_not_behind",
     "verify_checkpoint",
     "verify_checkpoint_note",
     "verify_trust_root_update",
