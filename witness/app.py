@@ -69,7 +69,7 @@ from .errors import (
     WitnessUnavailable,
 )
 from .state import WitnessState
-from .wire import SIZE_CONTENT_TYPE
+from .wire import SIZE_CONTENT_TYPE, encode_size_body
 
 log = logging.getLogger("fleetkeys.witness")
 
@@ -174,7 +174,7 @@ def create_app(config: WitnessConfig) -> Flask:
         if status >= 500:
             log.error("add-checkpoint failed: %s", exc)
         if isinstance(exc, SizeConflict):
-            return _text(status, f"{exc.known_size}\n", SIZE_CONTENT_TYPE)
+            return _text(status, encode_size_body(exc.known_size).decode(), SIZE_CONTENT_TYPE)
         return _text(status, _one_line(str(exc)))
 
     @app.errorhandler(HTTPException)

@@ -1,127 +1,36 @@
-"""The add-checkpoint request body (c2sp.org/tlog-witness@v1.0.0, "add-checkpoint"), parsed strictly.
+"""The add-checkpoint request as the witness reads it: :mod:`verifier.tlogwitness` with the witness's errors.
 
-The body is, each line ending in U+000A::
-
-    "old " <old size: ASCII decimal, no leading zeros ("0" for zero)>     the old size line
-    <base64 of a 32-byte hash>                                          0 to 63 consistency proof lines
-    ""                                                                  the empty line
-    <a checkpoint: a signed note, c2sp.org/tlog-checkpoint>             the rest of the body
-
-:func:`parse_add_checkpoint` accepts exactly that and nothing else, with bounded work:
-
-* at most :data:`MAX_BODY` bytes (a larger body is :class:`RequestTooLarge`, checked first);
-* the old size line is exactly ``old``, one space and a canonical decimal below ``2**63``
-  (:func:`verifier.checkpoint.parse_decimal`): no sign, no second space, no ``\\r``;
-* each proof line is the canonical padded base64 (RFC 4648 §4, :func:`verifier.note.b64decode_strict`)
-  of exactly 32 bytes; more than :data:`MAX_PROOF_LINES` lines is malformed (the spec forbids the
-  client to send more);
-* after the empty line, the note must parse as a signed note (:func:`verifier.note.parse_note`: UTF-8,
-  no control characters, a blank line, one or more signature lines) whose text is a checkpoint body
-  (:func:`verifier.checkpoint.parse_checkpoint_body`). Nothing is verified here: the witness verifies
-  the log's signature afterwards, against the keys it trusts for the origin this parse found.
-
-Every refusal is a :class:`witness.errors.MalformedRequest` (400), whatever the bytes: the parser
-never raises anything else (``tests/witness/test_wire.py`` feeds it arbitrary bytes).
+The wire format has one home, :mod:`verifier.tlogwitness` (the distributor, the witness's client,
+encodes with it). Here its :class:`~verifier.errors.FormatError` becomes :class:`MalformedRequest`
+(400) and its :class:`~verifier.errors.SizeLimitError` :class:`RequestTooLarge` (413), so that the
+witness's one status table (:data:`witness.app.STATUS_OF`) sees only witness errors.
 """
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass
-
-from verifier.checkpoint import Checkpoint, parse_checkpoint_body, parse_decimal
-from verifier.errors import VerificationError
-from verifier.merkle import HASH_SIZE
-from verifier.note import MAX_NOTE_SIZE, b64decode_strict, parse_note
+from verifier.errors import SizeLimitError, VerificationError
+from verifier.tlogwitness import (
+    MAX_BODY,
+    MAX_PROOF_LINES,
+    SIZE_CONTENT_TYPE,
+    AddCheckpoint,
+    encode_add_checkpoint,
+    encode_size_body,
+)
+from verifier.tlogwitness import parse_add_checkpoint as _parse
 
 from .errors import MalformedRequest, RequestTooLarge
 
-#: "The client MUST NOT send more than 63 consistency proof lines."
-MAX_PROOF_LINES = 63
-#: The old size line and 63 proof lines take at most 24 + 63 * 45 + 1 = 2,860 bytes; the note is
-#: bounded by :data:`verifier.note.MAX_NOTE_SIZE`.
-MAX_BODY = MAX_NOTE_SIZE + 4096
-#: The 409 body's media type (c2sp.org/tlog-witness: "MUST have a Content-Type of text/x.tlog.size").
-SIZE_CONTENT_TYPE = "text/x.tlog.size"
-_OLD_PREFIX = b"old "
-#: ``old `` and at most 20 digits (``parse_decimal`` then bounds the value).
-_MAX_OLD_LINE = len(_OLD_PREFIX) + 20
-#: 32 bytes in padded base64 are 44 characters.
-_PROOF_LINE = 44
-
-
-@dataclass(frozen=True)
-class AddCheckpoint:
-    """A parsed add-checkpoint request: nothing in it is verified yet."""
-
-    old_size: int
-    proof: tuple[bytes, ...]
-    note: bytes
-    """The checkpoint note exactly as sent (text, blank line, signature lines)."""
-    checkpoint: Checkpoint
-    """Its body, parsed (not verified: the witness reads only the origin before checking signatures)."""
-
-
-def _line(body: bytes, start: int, limit: int, what: str) -> tuple[bytes, int]:
-    """The line at ``start`` (without its newline, at most ``limit`` bytes) and where the next begins."""
-    end = body.find(b"\n", start, start + limit + 1)
-    if end < 0:
-        if body.find(b"\n", start) < 0:
-            raise MalformedRequest(f"{what}: not terminated by a newline")
-        raise MalformedRequest(f"{what}: longer than {limit} bytes")
-    return body[start:end], end + 1
-
-
-def parse_size_line(line: bytes) -> int:
-    """``old <size>`` → size (the spec's old size line, without its newline)."""
-    if not line.startswith(_OLD_PREFIX):
-        raise MalformedRequest("the first line must be the old size line: 'old <size>'")
-    digits = line[len(_OLD_PREFIX):]
-    if not digits.isascii():
-        raise MalformedRequest("old size: expected an ASCII decimal")
-    try:
-        return parse_decimal(digits.decode("ascii"), "old size")
-    except VerificationError as exc:
-        raise MalformedRequest(str(exc)) from None
-
 
 def parse_add_checkpoint(body: bytes, max_body: int = MAX_BODY) -> AddCheckpoint:
-    """Parse an add-checkpoint request body (module docstring); raise :class:`MalformedRequest`."""
-    if not isinstance(body, bytes | bytearray):
-        raise MalformedRequest("request body: expected bytes")
-    body = bytes(body)
-    if len(body) > max_body:
-        raise RequestTooLarge(f"request body of {len(body)} bytes exceeds {max_body}")
-    line, pos = _line(body, 0, _MAX_OLD_LINE, "old size line")
-    old_size = parse_size_line(line)
-    proof: list[bytes] = []
-    while True:
-        line, pos = _line(body, pos, _PROOF_LINE, f"consistency proof line {len(proof) + 1}")
-        if not line:
-            break  # the empty line: the checkpoint follows
-        if len(proof) == MAX_PROOF_LINES:
-            raise MalformedRequest(f"more than {MAX_PROOF_LINES} consistency proof lines")
-        try:
-            digest = b64decode_strict(line, f"consistency proof line {len(proof) + 1}")
-        except VerificationError as exc:
-            raise MalformedRequest(str(exc)) from None
-        if len(digest) != HASH_SIZE:
-            raise MalformedRequest(f"consistency proof line {len(proof) + 1}: expected a {HASH_SIZE}-byte hash, "
-                                   f"found {len(digest)} bytes")
-        proof.append(digest)
-    note = body[pos:]
+    """:func:`verifier.tlogwitness.parse_add_checkpoint`, raising :class:`MalformedRequest` (or
+    :class:`RequestTooLarge`) and nothing else."""
     try:
-        text, _ = parse_note(note)
-        checkpoint = parse_checkpoint_body(text)
+        return _parse(body, max_body)
+    except SizeLimitError as exc:
+        raise RequestTooLarge(str(exc)) from None
     except VerificationError as exc:
-        raise MalformedRequest(f"checkpoint: {exc}") from None
-    return AddCheckpoint(old_size, tuple(proof), note, checkpoint)
-
-
-def encode_add_checkpoint(old_size: int, proof: list[bytes] | tuple[bytes, ...], note: bytes) -> bytes:
-    """The request body for ``old_size``, ``proof`` and a checkpoint ``note`` (what a log sends)."""
-    lines = [f"old {old_size}".encode(), *(base64.b64encode(h) for h in proof), b""]
-    return b"\n".join(lines) + b"\n" + note
+        raise MalformedRequest(str(exc)) from None
 
 
 __all__ = [
@@ -130,6 +39,6 @@ __all__ = [
     "SIZE_CONTENT_TYPE",
     "AddCheckpoint",
     "encode_add_checkpoint",
+    "encode_size_body",
     "parse_add_checkpoint",
-    "parse_size_line",
 ]
