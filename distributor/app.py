@@ -86,6 +86,7 @@ from .export import BackgroundWriter, Refresher, StaticWriter, parse_entry_path
 from .freshness import Freshness
 from .log import Log, Published, epoch_json
 from .storage import Storage, open_storage
+from .witnessing import WitnessEndpoint, Witnessing, check_endpoints, parse_witness_option
 from .web import web_bp
 
 log = logging.getLogger("fleetkeys.distributor")
@@ -151,21 +152,28 @@ class Service:
                                            entry_objects=cfg.export_entry_objects)
                 self.writer.exported_size()  # refuses a directory that holds another log's checkpoint
                 self.static = BackgroundWriter(self.writer, self.storage)
+            endpoints = [w if isinstance(w, WitnessEndpoint) else parse_witness_option(w) for w in cfg.witnesses]
+            check_endpoints(endpoints)
             self.log = Log(self.storage, origin=cfg.origin, log_signer=log_signer, freshness_signer=freshness_signer,
                            trust_root=_trust_root(cfg), freshness_interval=cfg.freshness_interval, clock=cfg.clock,
-                           static=self.static)
+                           static=self.static, witnesses=[ep.key for ep in endpoints])
+            self.witnessing = Witnessing(self.log, endpoints, interval=cfg.freshness_interval,
+                                         timeout=cfg.witness_timeout, clock=cfg.clock)
         except BaseException:
             self.storage.close()
             raise
         self._refresher: Refresher | None = None
 
     def start_background(self) -> None:
-        """Start the static refresher (one per process; a file lock elects the one that works)."""
+        """Start the static refresher (one per process; a file lock elects the one that works) and the
+        witness loop (one per process; a database lease elects the one that asks)."""
         if self.writer is not None and self._refresher is None:
             self._refresher = Refresher(self.writer, self.storage, period=min(1.0, self.config.freshness_interval / 4))
             self._refresher.start()
+        self.witnessing.start()
 
     def close(self) -> None:
+        self.witnessing.stop()
         if self._refresher is not None:
             self._refresher.stop()
         if self.static is not None:
@@ -387,9 +395,9 @@ def _body() -> bytes:
 
 
 def _published(result: Published, key: str, value: int | None) -> Response:
-    proven = service().log.prove_index(result.index)
+    proven, visible = service().log.prove_published(result.index)
     return _api({"index": result.index, key: value, "checkpoint": proven.checkpoint.decode(),
-                 "proof": proven.proof.decode()}, 201 if result.created else 200)
+                 "proof": proven.proof.decode(), "visible": visible}, 201 if result.created else 200)
 
 
 @publish_bp.post("/api/v1/bundles")

@@ -230,11 +230,16 @@ def _run_isolated(fn: Any) -> Any:
 @click.option("--no-entry-objects", is_flag=True, help=ENTRY_OBJECTS_HELP)
 @click.option("--freshness-interval", default=60.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds between freshness cosignatures.")
+@click.option("--witness", "witnesses", multiple=True, metavar="URL=VKEY",
+              help="A witness to ask for cosignatures (repeatable): its base URL and cosignature vkey.")
+@click.option("--witness-timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds one exchange with one witness may take.")
 @click.option("--access-log", is_flag=True, help="Log every request to stdout.")
 def serve_cmd(data_dir: str, database: str | None, schema: str | None, host: str, port: int, workers: int,
               threads: int, origin: str | None, log_key: str | None, freshness_key: str | None,
               trust_root_file: str | None, token_file: str | None, static_dir: str | None, no_static: bool,
-              no_entry_objects: bool, freshness_interval: float, access_log: bool) -> None:
+              no_entry_objects: bool, freshness_interval: float, witnesses: tuple[str, ...], witness_timeout: float,
+              access_log: bool) -> None:
     """Serve the log: checkpoint, tiles, publish and read API (gunicorn)."""
     for sig in (signal.SIGTERM, signal.SIGINT):  # until gunicorn installs its own (distributor.server)
         signal.signal(sig, _stop_before_serving)
@@ -259,7 +264,8 @@ def serve_cmd(data_dir: str, database: str | None, schema: str | None, host: str
     cfg = Config(database=database, schema=schema, origin=origin or DEFAULT_ORIGIN, log_key=log_key,
                  freshness_key=freshness_key, trust_root_file=trust_root_file, token_file=token_file,
                  static_dir=os.path.abspath(static_dir) if static_dir else None,
-                 export_entry_objects=not no_entry_objects, freshness_interval=freshness_interval)
+                 export_entry_objects=not no_entry_objects, freshness_interval=freshness_interval,
+                 witnesses=tuple(witnesses), witness_timeout=witness_timeout)
     listen = f"http://{host}:{port} ({workers} workers x {threads} threads)"
     origin_final = _run_isolated(lambda: _preflight(cfg, origin is not None, created, listen).origin)
     from .server import serve

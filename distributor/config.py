@@ -24,7 +24,14 @@ Keys (a mapping with these lower-case keys, or a :class:`Config`):
     Each is one more fsync'd file per entry: bulk appends are about 25 times slower with them on.
     Without them clients read entries from the entry bundles (a C2SP-only directory).
 ``freshness_interval``
-    Seconds between freshness cosignatures (default 60).
+    Seconds between freshness cosignatures (default 60); also the interval at which witnesses are
+    asked to renew their cosignatures.
+``witnesses``
+    The witnesses to ask (:mod:`distributor.witnessing`): ``URL=VKEY`` strings or
+    :class:`~distributor.witnessing.WitnessEndpoint` objects (default none). When the trust root in
+    force requires witnesses, at least its threshold of them must be among these.
+``witness_timeout``
+    Seconds one exchange with one witness may take (default 5).
 ``max_body``
     Largest accepted request body in bytes (default 1 MiB).
 ``clock``
@@ -58,6 +65,8 @@ class Config:
     static_dir: str | None = None
     export_entry_objects: bool = True
     freshness_interval: float = 60.0
+    witnesses: tuple[Any, ...] = ()
+    witness_timeout: float = 5.0
     max_body: int = MAX_BODY
     clock: Callable[[], float] = time.time
 

@@ -11,6 +11,8 @@
         ``TreeError``      stored tiles do not form the tree they claim to
     ``StorageError``       the database cannot be opened or used
     ``ExportError``        the static directory cannot be brought up to date
+    ``WitnessAnswerError`` a witness's answer cannot be used (never reaches HTTP: the witness loop
+                           logs it and asks again later)
 """
 
 from __future__ import annotations
@@ -73,3 +75,7 @@ __all__ = [
     "StorageError",
     "TreeError",
 ]
+
+
+class WitnessAnswerError(DistributorError):
+    """A witness answered with something other than a valid cosignature or a usable 409 size."""

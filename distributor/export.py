@@ -127,7 +127,7 @@ class StaticWriter:
     def served(self, storage: Storage) -> ServedCheckpoint:
         """The served checkpoint of the log in ``storage`` (one object per storage)."""
         if self._served is None or self._served[0] is not storage:
-            self._served = (storage, ServedCheckpoint(storage, self.freshness))
+            self._served = (storage, ServedCheckpoint(storage, self.freshness, advance=False))
         return self._served[1]
 
     # -- locking and state ------------------------------------------------------------------------
@@ -392,6 +392,7 @@ class BackgroundWriter:
         self._busy = False
         self._closed = False
         self._flushing = 0
+        self._sync = False
         self._thread: threading.Thread | None = None
 
     def submit(self, batch: Batch) -> None:
@@ -399,10 +400,22 @@ class BackgroundWriter:
             if self._closed:
                 return
             self._queue.append(batch)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fleetkeys-static", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+            self._start()
+
+    def sync_soon(self) -> None:
+        """Run a full :meth:`StaticWriter.sync` in the thread (the served checkpoint moved without an
+        append of this process: witnesses cosigned entries appended earlier)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._sync = True
+            self._start()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="fleetkeys-static", daemon=True)
+            self._thread.start()
+        self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted batch is written; False on timeout."""
@@ -410,7 +423,7 @@ class BackgroundWriter:
             self._flushing += 1
             self._cond.notify_all()
             try:
-                return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+                return self._cond.wait_for(lambda: not self._queue and not self._sync and not self._busy, timeout)
             finally:
                 self._flushing -= 1
 
@@ -425,17 +438,20 @@ class BackgroundWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closed)
-                if not self._queue:
+                self._cond.wait_for(lambda: self._queue or self._sync or self._closed)
+                if not self._queue and not self._sync:
                     return
                 # Let a burst of appends accumulate: one round of fsyncs then covers all of them.
                 self._cond.wait_for(lambda: self._closed or self._flushing, self.linger)
                 batches = list(self._queue)
                 self._queue.clear()
+                sync, self._sync = self._sync, False
                 self._busy = True
             try:
                 for batch in coalesce(batches):
                     self.writer.write_batch(batch, self.storage)
+                if sync:
+                    self.writer.sync(self.storage)
             except Exception:
                 log.exception("static export failed; the next sync will retry")
             finally:

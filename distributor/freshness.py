@@ -41,10 +41,11 @@ from typing import TypeVar
 from verifier.cosignature import CosignatureSigner, add_cosignatures, verify_cosignatures
 from verifier.errors import VerificationError
 from verifier.keyset import CLOCK_SKEW
-from verifier.note import parse_note
+from verifier.note import NoteVerifier, parse_note
 
 from .errors import IntegrityError, StorageError
-from .storage import Head, ServedRow, Storage, Tx
+from .roots import Roots, WitnessPolicy
+from .storage import CosignatureRow, Head, ServedRow, Storage, Tx
 
 log = logging.getLogger("fleetkeys.distributor.freshness")
 
@@ -110,20 +111,37 @@ class Freshness:
 
 
 class ServedCheckpoint:
-    """The one served checkpoint of a log in ``storage`` (see the module docstring). Thread-safe."""
+    """The one served checkpoint of a log in ``storage`` (see the module docstring). Thread-safe.
 
-    def __init__(self, storage: Storage, freshness: Freshness) -> None:
+    ``roots`` tells the witness policy in force for a tree size (:class:`distributor.roots.Roots`);
+    ``advance=False`` (the exporter) renews the served checkpoint and refreshes its witness
+    cosignatures but never moves it to another size: only a process that knows the log's
+    configuration (the distributor) decides what becomes visible.
+    """
+
+    def __init__(self, storage: Storage, freshness: Freshness, roots: Roots | None = None, *,
+                 advance: bool = True) -> None:
         self.storage = storage
         self.freshness = freshness
+        self.roots = roots or Roots()
+        self.advance = advance
         self._lock = threading.Lock()
         self._primed = False  # a write transaction ran here (so the schema and the table exist)
         self._verified: bytes | None = None  # the last row bytes whose cosignature verified
+        self._good_lines: dict[tuple[bytes, bytes], int] = {}  # (checkpoint, line) -> verified timestamp
 
     # -- deciding ---------------------------------------------------------------------------------
-    def is_current(self, row: ServedRow | None, head: Head | None, floor: int = 0) -> bool:
-        """Whether ``row`` may be served for ``head`` now (and is dated at least ``floor``)."""
-        if row is None or head is None or row.size != head.size or not row.checkpoint.startswith(head.checkpoint):
+    def is_current(self, tx: Tx, row: ServedRow | None, head: Head | None, floor: int = 0) -> bool:
+        """Whether ``row`` may be served now for the log whose head is ``head`` (and is dated at least
+        ``floor``): it is built on the log-signed checkpoint of its size, which is the head's or one
+        awaiting witnesses, and its freshness cosignature is not due."""
+        if row is None or head is None or row.size > head.size:
             return False
+        base = head.checkpoint if row.size == head.size else tx.checkpoint_at(row.size)
+        if base is None or not row.checkpoint.startswith(base):
+            return False
+        if row.size < head.size and self.advance and not self.roots.policy(tx, head.size).threshold:
+            return False  # nothing to wait for (e.g. a rotation switched witnesses off): serve the head
         if row.timestamp < floor or self.freshness.is_due(row.timestamp):
             return False
         if row.checkpoint != self._verified:
@@ -138,9 +156,78 @@ class ServedCheckpoint:
                             "%d s): check the clocks of every replica and exporter", ahead, _CLIENT_FUTURE_SLACK)
         return True
 
+    def _verified_lines(self, signed: bytes, rows: list[CosignatureRow]) -> list[tuple[CosignatureRow, NoteVerifier]]:
+        """The stored cosignatures on ``signed`` that verify (each was checked before it was stored;
+        a damaged row is logged and left out, never served)."""
+        out = []
+        for row in rows:
+            try:
+                key = NoteVerifier.from_vkey(row.witness)
+                if self._good_lines.get((signed, row.line)) != row.timestamp:
+                    found = verify_cosignatures(signed + row.line, [key], 1, what="stored witness")[0].timestamp
+                    if found != row.timestamp:
+                        raise IntegrityError(f"dated {found}, stored as {row.timestamp}")
+                    if len(self._good_lines) > 4096:
+                        self._good_lines.clear()
+                    self._good_lines[(signed, row.line)] = row.timestamp
+            except (VerificationError, IntegrityError) as exc:
+                log.error("the stored cosignature of witness %s for size %d does not verify (%s): not served",
+                          row.witness, row.size, exc)
+                continue
+            out.append((row, key))
+        return out
+
+    @staticmethod
+    def meets(policy: WitnessPolicy, cosigned: list[tuple[CosignatureRow, NoteVerifier]], now: int) -> bool:
+        """Whether ``cosigned`` holds ``policy.threshold`` distinct policy keys with timestamps a client
+        accepts now (``now - max_age <= t <= now + CLOCK_SKEW``)."""
+        if not policy.threshold:
+            return True
+        wanted = {k.public_key for k in policy.keys}
+        fresh = {key.public_key for row, key in cosigned
+                 if key.public_key in wanted and now - policy.max_age <= row.timestamp <= now + CLOCK_SKEW}
+        return len(fresh) >= policy.threshold
+
+    def _select(self, tx: Tx, head: Head, old: ServedRow | None) -> tuple[int, bytes, list[bytes]]:
+        """The tree size to serve, its log-signed checkpoint and the witness lines to put on it.
+
+        The largest kept size, not below the one served, whose cosignatures meet the witness policy in
+        force for it; when none does, the size already served (a new log: the head). An exporter
+        (``advance=False``) keeps the size served.
+        """
+        floor_size = old.size if old is not None and old.size <= head.size else None
+        now = self.freshness.now()
+        candidates = [] if floor_size is None else tx.checkpoint_sizes(floor_size)
+        if head.size not in candidates:
+            candidates.append(head.size)
+        by_size: dict[int, list[CosignatureRow]] = {}
+        for row in tx.cosignatures(floor_size or 0):
+            by_size.setdefault(row.size, []).append(row)
+
+        def build(size: int, *, required: bool) -> tuple[int, bytes, list[bytes]] | None:
+            signed = head.checkpoint if size == head.size else tx.checkpoint_at(size)
+            if signed is None:
+                return None
+            cosigned = self._verified_lines(signed, by_size.get(size, []))
+            if required and not self.meets(self.roots.policy(tx, size), cosigned, now):
+                return None
+            return size, signed, [row.line for row, _ in cosigned]
+
+        if self.advance:
+            for size in sorted(candidates, reverse=True):
+                # Only the head, a size some witness cosigned, or one needing no witness can qualify.
+                if size == head.size or size in by_size or not self.roots.policy(tx, size).threshold:
+                    found = build(size, required=True)
+                    if found is not None:
+                        return found
+        found = build(head.size if floor_size is None else floor_size, required=False)
+        if found is None:
+            raise IntegrityError(f"the log-signed checkpoint of the served size {floor_size} is not kept")
+        return found
+
     # -- writing (inside the storage's write transaction) ------------------------------------------
-    def issue(self, tx: Tx, size: int, signed: bytes, floor: int = 0) -> ServedRow:
-        """Cosign the log-signed ``signed`` (tree ``size``) and store it as the served checkpoint.
+    def issue(self, tx: Tx, head: Head, floor: int = 0) -> ServedRow:
+        """Choose what to serve for ``head`` (:meth:`_select`), cosign it and store it as the served checkpoint.
 
         Must run inside ``storage.write()``: the stored time it never goes below is read in the same
         transaction. The new time is ``max(now, stored time, floor)``.
@@ -152,12 +239,16 @@ class ServedCheckpoint:
                 stored = old.timestamp
             else:  # a damaged row's time is not evidence of anything served
                 log.error("replacing a served checkpoint whose freshness cosignature does not verify")
+        size, signed, lines = self._select(tx, head, old)
         timestamp = max(self.freshness.now(), stored, floor)
-        served = self.freshness.cosign(signed, timestamp)
+        body, _ = parse_note(signed)
+        served = signed + b"".join(lines) + self.freshness.cosigner.cosign(body, timestamp).line
         if not served.startswith(signed):
             raise IntegrityError("the cosigned checkpoint does not extend the log-signed one")
         row = ServedRow(size, timestamp, served)
         tx.set_served_checkpoint(row)
+        if old is not None and size > old.size:
+            tx.prune_below(size)
         self._verified = served
         return row
 
@@ -178,8 +269,8 @@ class ServedCheckpoint:
     def ensure(self, tx: Tx, head: Head, floor: int = 0) -> ServedRow:
         """Inside a write transaction: the stored served checkpoint if current for ``head``, else a new one."""
         row = tx.served_checkpoint()
-        if row is None or not self.is_current(row, head, floor):
-            row = self.issue(tx, head.size, head.checkpoint, floor)
+        if row is None or not self.is_current(tx, row, head, floor):
+            row = self.issue(tx, head, floor)
         return row
 
     def schema_ready(self) -> None:
@@ -188,18 +279,20 @@ class ServedCheckpoint:
 
     # -- reading ----------------------------------------------------------------------------------
     def read(self, fn: Callable[[Tx, Head, ServedRow], T], floor: int = 0) -> T:
-        """``fn(tx, head, served)`` inside one read transaction whose served checkpoint is current.
+        """``fn(tx, visible, served)`` inside one read transaction whose served checkpoint is current.
 
-        When the stored one is not current (older than the interval, or the first read of this
-        process), it is renewed (:meth:`renew`) and the read is run again.
+        ``visible`` is the tree clients see: the served checkpoint's size and its log-signed
+        checkpoint (the head itself unless entries await witness cosignatures). When the stored one
+        is not current (older than the interval, or the first read of this process), it is renewed
+        (:meth:`renew`) and the read is run again.
         """
         for _ in range(_ATTEMPTS):
             if self._primed:
                 with self.storage.read() as tx:
                     head, row = tx.head(), tx.served_checkpoint()
-                    if row is not None and self.is_current(row, head, floor):
+                    if row is not None and self.is_current(tx, row, head, floor):
                         assert head is not None
-                        return fn(tx, head, row)
+                        return fn(tx, visible_head(tx, head, row), row)
             self.renew(floor)
         raise StorageError(f"{self.storage.description}: the served checkpoint did not stay current for "
                            f"{_ATTEMPTS} reads in a row")
@@ -209,4 +302,17 @@ class ServedCheckpoint:
         return self.read(lambda tx, head, row: row, floor)
 
 
-__all__ = ["Freshness", "ServedCheckpoint", "freshness_key_name"]
+def visible_head(tx: Tx, head: Head, row: ServedRow | None) -> Head:
+    """The tree clients see: the served checkpoint's size with its log-signed checkpoint (``head`` when
+    nothing is served yet or the served row is for the head). Precondition: ``row`` was checked
+    (:meth:`ServedCheckpoint.is_current`) or written in this transaction."""
+    if row is None or row.size == head.size:
+        return head
+    signed = tx.checkpoint_at(row.size)
+    if signed is None or row.size > head.size:
+        raise IntegrityError(f"the served checkpoint is for size {row.size}, which the log does not keep "
+                             f"(head {head.size})")
+    return Head(row.size, signed)
+
+
+__all__ = ["Freshness", "ServedCheckpoint", "freshness_key_name", "visible_head"]

@@ -18,9 +18,14 @@ Appending (:meth:`Log.publish_batch`, :meth:`Log.rotate_trust_root`, :meth:`Log.
 3. COMMIT. When it returns the append is durable (see the backends) and only then is it
    acknowledged, cached, and handed to the static writer.
 
-The same write transaction also stores the new served checkpoint (the log-signed checkpoint with
-its freshness cosignature, :mod:`distributor.freshness`), so every worker and replica serves the same
-bytes for the new head, with a freshness time never below the previous one.
+The same write transaction also keeps the log-signed checkpoint of the new size (``checkpoints``)
+and stores the new served checkpoint (the log-signed checkpoint with the witness cosignatures it has
+and its freshness cosignature, :mod:`distributor.freshness`), so every worker and replica serves the
+same bytes, with a freshness time never below the previous one. When the trust root in force
+requires witnesses (``witnesses.threshold`` > 0) the served checkpoint stays at the last size enough
+witnesses cosigned until they cosign the new one (:mod:`distributor.witnessing` asks them): an
+appended entry is durable and acknowledged at once, and **visible** to clients — checkpoint, tiles,
+entries, proofs, listings — once witnessed. Every read below serves the visible tree.
 
 Reads never take the writer lock: each reads the head, the served checkpoint and the tile rows it
 needs in one read transaction (renewing the served checkpoint first when it is older than the
@@ -78,8 +83,19 @@ from .errors import (
     RuleViolation,
     TreeError,
 )
-from .freshness import Freshness, ServedCheckpoint
-from .storage import EpochRow, Head, RevokedRow, ServedRow, Storage, TrustRootRow, Tx, logged_revocations
+from .freshness import Freshness, ServedCheckpoint, visible_head
+from .roots import Roots, record_bootstrap
+from .storage import (
+    CosignatureRow,
+    EpochRow,
+    Head,
+    RevokedRow,
+    ServedRow,
+    Storage,
+    TrustRootRow,
+    Tx,
+    logged_revocations,
+)
 from .tree import Edge, check_level, levels_for_size
 
 #: Tile rows read per query during the start-up check.
@@ -297,19 +313,22 @@ class Log:
 
     def __init__(self, storage: Storage, *, origin: str, log_signer: Any, freshness_signer: Any,
                  trust_root: TrustRoot | None = None, freshness_interval: float = 60,
-                 clock: Callable[[], float] = time.time, static: Any = None) -> None:
+                 clock: Callable[[], float] = time.time, static: Any = None,
+                 witnesses: Sequence[NoteVerifier] | None = None) -> None:
         self.storage = storage
         self.origin = origin
         self._note_signer = NoteSigner.from_signer(origin, log_signer)
         self.log_key = self._note_signer.verifier
         self.freshness = Freshness(origin, freshness_signer, interval=freshness_interval, clock=clock)
-        self.served = ServedCheckpoint(storage, self.freshness)
+        self.roots = Roots()
+        self.served = ServedCheckpoint(storage, self.freshness, self.roots)
         self._clock = clock
         self._bootstrap = trust_root
         self._static = static
+        self._witnesses = None if witnesses is None else tuple(witnesses)
         self._wlock = threading.Lock()
-        self._roots: dict[int, TrustRoot] = {}
         self._state: _State | None = None
+        self._listeners: list[Callable[[int], None]] = []
         self._open()
 
     # -- opening ----------------------------------------------------------------------------------
@@ -325,16 +344,20 @@ class Log:
                 tx.set_head(0, sign_checkpoint(Checkpoint(self.origin, 0, EMPTY_ROOT), self._note_signer))
             else:
                 self._check_meta(tx, stored_origin)
+            record_bootstrap(tx, self._bootstrap)
             head = tx.head()
             state = self._load_state(tx, head)
             assert head is not None
+            tx.put_checkpoint(head.size, head.checkpoint)  # a database from before schema 4 keeps none
             self.served.ensure(tx, head)  # a database from before served checkpoints gets its first one
         self.served.schema_ready()
         self._state = state
         if self._bootstrap is not None:
             self._check_root_names_log(self._bootstrap, "the configured trust root")
         if state.trust_root is not None:
-            self._check_root_names_log(state.trust_root, f"the trust root in force (version {state.trust_root.version})")
+            what = f"the trust root in force (version {state.trust_root.version})"
+            self._check_root_names_log(state.trust_root, what)
+            self._check_witnesses_configured(state.trust_root, what)
 
     def _check_meta(self, tx: Tx, stored_origin: str) -> None:
         found = {"origin": stored_origin, "log key": tx.meta("log_vkey"), "freshness key": tx.meta("freshness_vkey")}
@@ -354,23 +377,30 @@ class Log:
             raise LogConfigError(f"{what} trusts the freshness key {root.log.freshness_key.vkey}, but this log "
                               f"cosigns with {self.freshness.vkey}")
 
-    def _logged_root(self, row: TrustRootRow) -> TrustRoot:
-        root = self._roots.get(row.version)
-        if root is None:
-            body, _ = parse_envelope(row.envelope)
-            root = self._roots[row.version] = parse_trust_root_body(body, row.envelope)
-        return root
+    def _check_witnesses_configured(self, root: TrustRoot, what: str) -> None:
+        """``root``'s witness threshold can be met by the witnesses this distributor asks (when it was
+        told which: ``witnesses``), else nothing appended under it would ever become visible."""
+        if self._witnesses is None or not root.witnesses.threshold:
+            return
+        trusted = {k.public_key for k in root.witnesses.keys}
+        asked = {k.public_key for k in self._witnesses} & trusted
+        if len(asked) < root.witnesses.threshold:
+            raise LogConfigError(f"{what} requires cosignatures from {root.witnesses.threshold} of its "
+                                 f"{len(trusted)} witnesses, but this distributor asks only {len(asked)} of them "
+                                 "(configure them with --witness URL=VKEY): no new entry could become visible")
 
-    def _root_in_force(self, tx: Tx) -> TrustRoot | None:
-        row = tx.latest_trust_root()
-        if row is None:
-            return self._bootstrap
-        logged = self._logged_root(row)
-        if self._bootstrap is None or logged.version > self._bootstrap.version:
-            return logged
-        if logged.version == self._bootstrap.version and logged.body != self._bootstrap.body:
-            raise LogConfigError(f"the configured trust root version {logged.version} differs from the logged one")
-        return self._bootstrap
+    def _root_in_force(self, tx: Tx, size: int | None = None) -> TrustRoot | None:
+        return self.roots.in_force(tx, size, self._bootstrap)
+
+    def _visible(self, tx: Tx) -> Head:
+        """The tree clients see (:func:`distributor.freshness.visible_head`)."""
+        head = tx.head()
+        assert head is not None
+        return visible_head(tx, head, tx.served_checkpoint())
+
+    def add_listener(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(new_size)`` after every committed append of this process (the witness loop)."""
+        self._listeners.append(fn)
 
     def _load_state(self, tx: Tx, head: Head | None) -> _State:
         if head is None:
@@ -417,15 +447,20 @@ class Log:
                     tx.put_trust_roots(change.roots)
                     tx.put_revoked(change.marks)
                     tx.set_head(edge.size, checkpoint)
-                    served = self.served.issue(tx, edge.size, checkpoint)
+                    tx.put_checkpoint(edge.size, checkpoint)
+                    served = self.served.issue(tx, Head(edge.size, checkpoint))
                     new_state = _State(edge, tail, checkpoint, change.last, change.trust_root,
                                        state.revoked if change.revoked is None else change.revoked)
-                    batch = Batch(state.size, edge.size, tiles, bundles, checkpoint, served.checkpoint,
-                                  tuple(change.roots))
+                    if served.size == edge.size:
+                        batch = Batch(state.size, edge.size, tiles, bundles, checkpoint, served.checkpoint,
+                                      tuple(change.roots))
             # COMMIT returned: the append is durable. Only now is it cached and exported.
             self._state = new_state
             if batch is not None and self._static is not None:
                 self._static.submit(batch)
+        if change.entries:
+            for fn in self._listeners:
+                fn(new_state.size)
         return change.results
 
     @staticmethod
@@ -617,7 +652,11 @@ class Log:
                 self._check_root_names_log(new, f"trust root version {new.version}")
             except LogConfigError as exc:
                 raise RuleViolation(f"{exc}; this log cannot serve under that root") from exc
-            self._roots[new.version] = new
+            try:
+                self._check_witnesses_configured(new, f"trust root version {new.version}")
+            except LogConfigError as exc:
+                raise RuleViolation(str(exc)) from exc
+            self.roots.remember(new)
             change.entries.append(data)
             change.roots.append(TrustRootRow(new.version, state.size, data))
             change.results.append(Published(state.size, True, version=new.version))
@@ -638,22 +677,20 @@ class Log:
         return self.served.get().checkpoint
 
     def entry(self, index: int) -> bytes | None:
-        """The exact bytes of entry ``index`` (``None`` at or beyond the current size)."""
+        """The exact bytes of entry ``index`` (``None`` at or beyond the visible size)."""
         with self.storage.read() as tx:
-            head = tx.head()
-            return tx.entry(index) if head is not None and 0 <= index < head.size else None
+            return tx.entry(index) if 0 <= index < self._visible(tx).size else None
 
     @property
     def trust_root(self) -> TrustRoot | None:
-        """The trust root in force (the latest logged rotation, else the configured root)."""
+        """The trust root in force for new entries (the latest logged rotation, else the configured root)."""
         with self.storage.read() as tx:
             return self._root_in_force(tx)
 
     def tile(self, ref: TileRef) -> bytes | None:
-        """A hash tile or entry bundle of the current tree (``None`` if it does not exist yet)."""
+        """A hash tile or entry bundle of the visible tree (``None`` if it does not exist yet)."""
         with self.storage.read() as tx:
-            head = tx.head()
-            assert head is not None
+            head = self._visible(tx)
             if ref.level is None:
                 available = max(0, min(TILE_WIDTH, head.size - ref.index * TILE_WIDTH))
                 if ref.width > available:
@@ -679,6 +716,60 @@ class Log:
             raise IntegrityError(f"inclusion proof for index {index} does not verify: {exc}") from exc
         return ProvenEntry(index, data, TlogProof(index, tuple(hashes), served.checkpoint).encode(), served.checkpoint)
 
+    def prove_published(self, index: int) -> tuple[ProvenEntry, bool]:
+        """What a publisher is told: entry ``index`` with its proof to the served checkpoint and
+        ``True`` when it is visible; else (awaiting witnesses) its proof to the log-signed head
+        checkpoint and ``False``."""
+        try:
+            return self.prove_index(index), True
+        except NotFound:
+            pass
+        with self.storage.read() as tx:
+            head = tx.head()
+            data = tx.entry(index) if head is not None and index < head.size else None
+            if head is None or data is None:
+                raise NotFound(f"no entry at index {index}")
+            return self._prove(tx, head, ServedRow(head.size, 0, head.checkpoint), index, data), False
+
+    # -- witnesses (distributor.witnessing) -------------------------------------------------------
+    def witness_request(self, old_size: int) -> tuple[int, bytes, list[bytes]]:
+        """``(size, log-signed checkpoint, consistency proof from old_size)`` of the head: what a
+        witness that last cosigned ``old_size`` is asked to cosign (c2sp.org/tlog-witness)."""
+        with self.storage.read() as tx:
+            head = tx.head()
+            assert head is not None
+            if not 0 <= old_size <= head.size:
+                raise InvalidEntry(f"a witness at size {old_size} is ahead of this log (size {head.size})")
+            proof = (consistency_proof(old_size, head.size, _node_reader(tx, head.size))
+                     if 0 < old_size < head.size else [])
+            return head.size, head.checkpoint, proof
+
+    def add_cosignature(self, row: CosignatureRow) -> tuple[ServedRow, bool]:
+        """Store a verified witness cosignature and re-choose the served checkpoint in the same write
+        transaction. Returns the served row and whether its size moved (entries became visible).
+        A cosignature for a size no longer kept (the served size passed it) is dropped."""
+        with self.storage.write() as tx:
+            head = tx.head()
+            assert head is not None
+            before = tx.served_checkpoint()
+            if tx.checkpoint_at(row.size) is not None:
+                tx.put_cosignature(row)
+            served = self.served.issue(tx, head)
+        moved = before is None or served.size != before.size
+        if moved and self._static is not None:
+            self._static.sync_soon()
+        return served, moved
+
+    def cosignature_sizes(self) -> dict[str, tuple[int, int]]:
+        """``{witness vkey: (size, timestamp)}`` of each witness's newest stored cosignature."""
+        with self.storage.read() as tx:
+            rows = tx.cosignatures(0)
+        out: dict[str, tuple[int, int]] = {}
+        for r in rows:
+            if r.witness not in out or (r.size, r.timestamp) > out[r.witness]:
+                out[r.witness] = (r.size, r.timestamp)
+        return out
+
     def prove_index(self, index: int) -> ProvenEntry:
         """Entry ``index`` with its inclusion proof to the served checkpoint."""
 
@@ -694,7 +785,9 @@ class Log:
         """The bundle of ``epoch`` (the latest if ``None``) with its inclusion proof."""
 
         def find(tx: Tx, head: Head, served: ServedRow) -> tuple[EpochRow, ProvenEntry]:
-            row = tx.last_epoch() if epoch is None else tx.epoch(epoch)
+            row = tx.last_epoch(head.size) if epoch is None else tx.epoch(epoch)
+            if row is not None and row.index >= head.size:
+                row = None  # logged, not yet witnessed: not visible
             if row is None:
                 raise NotFound("no bundle has been logged yet" if epoch is None else f"no bundle for epoch {epoch}")
             data = tx.entry(row.index)
@@ -709,6 +802,8 @@ class Log:
         its index and exact envelope (``None`` for a version never logged, e.g. the bootstrap root)."""
         with self.storage.read() as tx:
             row = tx.trust_root(version)
+            if row is not None and row.index >= self._visible(tx).size:
+                row = None
         return None if row is None else encode_trust_root_object(row.index, row.envelope)
 
     def logged_trust_root(self, version: int) -> tuple[TrustRootRow, ProvenEntry]:
@@ -716,36 +811,36 @@ class Log:
 
         def find(tx: Tx, head: Head, served: ServedRow) -> tuple[TrustRootRow, ProvenEntry]:
             row = tx.trust_root(version)
-            if row is None:
+            if row is None or row.index >= head.size:
                 raise NotFound(f"trust root version {version} was never logged")
             return row, self._prove(tx, head, served, row.index, row.envelope)
 
         return self.served.read(find)
 
     def consistency(self, first: int, second: int | None = None) -> tuple[int, list[bytes]]:
-        """Consistency proof from ``first`` to ``second`` (default: the current size)."""
+        """Consistency proof from ``first`` to ``second`` (default: the visible size)."""
         with self.storage.read() as tx:
-            head = tx.head()
-            assert head is not None
+            head = self._visible(tx)
             to = head.size if second is None else second
             if not 0 < first <= to <= head.size:
-                raise InvalidEntry(f"consistency proof needs 0 < from <= to <= {head.size} (the current size), "
+                raise InvalidEntry(f"consistency proof needs 0 < from <= to <= {head.size} (the visible size), "
                                    f"got from={first} to={to}")
             return to, consistency_proof(first, to, _node_reader(tx, to))
 
     def epochs(self, before: int | None, limit: int) -> tuple[list[EpochRow], int | None]:
         """A page of epochs, newest first, and the ``before`` value of the next page (or ``None``)."""
         with self.storage.read() as tx:
-            rows = tx.epochs(before, limit + 1)
+            rows = tx.epochs(before, limit + 1, self._visible(tx).size)
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (rows[-1].epoch if more and rows else None)
 
     def info(self) -> dict[str, Any]:
         with self.storage.read() as tx:
-            head = tx.head()
-            root = self._root_in_force(tx)
-        assert head is not None
+            head = self._visible(tx)
+            appended = tx.head().size
+            root = self._root_in_force(tx, head.size)
+        cosigned = self.cosignature_sizes()
         return {
             "origin": self.origin,
             "log_vkey": self.log_key.vkey,
@@ -753,6 +848,8 @@ class Log:
             "size": head.size,
             "trust_root": base64.b64encode(root.envelope).decode() if root else None,
             "trust_root_version": root.version if root else None,
+            "appended_size": appended,
+            "witnesses": [{"vkey": vkey, "size": size, "timestamp": ts} for vkey, (size, ts) in sorted(cosigned.items())],
         }
 
 

@@ -21,7 +21,16 @@ What is stored (the same tables in both backends)::
                                            the one checkpoint every worker and replica serves: the
                                            exact bytes (log signature + freshness cosignature), the
                                            tree size they are for and the cosignature's time
-                                           (:mod:`distributor.freshness`)
+                                           (:mod:`distributor.freshness`); with witnesses required
+                                           it may be for a size below the head's
+    checkpoints(size, checkpoint)          the log-signed checkpoint of every tree size from the
+                                           served one up to the head (older ones are pruned when the
+                                           served size passes them): what a witness is asked to cosign
+                                           and what a later served checkpoint is built on
+    witness_cosignatures(witness, size, cosigned_at, line)
+                                           the newest cosignature line each witness (its vkey) gave the
+                                           checkpoint of ``size``, verified before it was stored; sizes
+                                           below the served one are pruned (:mod:`distributor.witnessing`)
 
 The database holds the log exactly as C2SP tlog-tiles lays it out. The tiles are the tree: every
 complete subtree hash at levels 0, 8, 16, ... is stored, and any other node of a complete subtree is
@@ -35,16 +44,18 @@ can never both take an index: SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``pg_adviso
 The commit is the durability point of an append (see the backends for which fsync makes it so).
 
 Schema versions (``meta.schema``): ``1`` had no ``served_checkpoint``; ``2`` adds it; ``3`` adds
-``revoked``. The DDL is idempotent and only ever adds tables, so the first write transaction of a
-newer fleetkeys over an older database (under the writer lock, like every write) creates the missing
-tables, backfills ``revoked`` from the stored bundles (:func:`logged_revocations`: every logged
-keyset, in epoch order, parsed without signature checks, as they were verified when logged) and
-records version ``3``: that is the whole migration, one transaction. The served-checkpoint row
+``revoked``; ``4`` adds ``checkpoints`` and ``witness_cosignatures``. The DDL is idempotent and only
+ever adds tables, so the first write transaction of a newer fleetkeys over an older database (under
+the writer lock, like every write) creates the missing tables, backfills ``revoked`` from the stored
+bundles (:func:`logged_revocations`: every logged keyset, in epoch order, parsed without signature
+checks, as they were verified when logged) and records version ``4`` (from ``3`` nothing is
+backfilled: the log's open stores the head's checkpoint in ``checkpoints``): that is the whole
+migration, one transaction. The served-checkpoint row
 itself is created by the first writer that needs it (the log's open or append, or the exporter). A
 database of a version this code does not know is refused, and so is a newer database by an older
 fleetkeys (version 2 code would serve checkpoints with a freshness time of its own, the very thing
 version 2 exists to prevent; version 1 or 2 code would append keysets without recording their
-revocation marks).
+revocation marks; version 3 code would serve the head without waiting for witness cosignatures).
 """
 
 from __future__ import annotations
@@ -66,10 +77,13 @@ from verifier.update import revocation_marks
 
 from .errors import IntegrityError, StorageError
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 #: Older schema versions that the DDL of :func:`schema_sql` upgrades in place (what each lacked).
-MIGRATED_VERSIONS = {"1": "the served_checkpoint and revoked tables", "2": "the revoked table"}
+MIGRATED_VERSIONS = {"1": "the served_checkpoint, revoked and witness tables", "2": "the revoked and witness tables",
+                     "3": "the checkpoints and witness_cosignatures tables"}
+#: The versions whose ``revoked`` table must be backfilled when migrated.
+_WITHOUT_REVOKED = ("1", "2")
 
 #: Epoch rows read per query when the revocation marks are recomputed from the stored bundles.
 _EPOCH_PAGE = 512
@@ -94,6 +108,17 @@ class ServedRow:
     size: int
     timestamp: int
     checkpoint: bytes
+
+
+@dataclass(frozen=True)
+class CosignatureRow:
+    """The newest cosignature ``line`` (the whole signature line, newline included) that ``witness``
+    (its vkey) gave the log-signed checkpoint of ``size``, dated ``timestamp``."""
+
+    witness: str
+    size: int
+    timestamp: int
+    line: bytes
 
 
 @dataclass(frozen=True)
@@ -182,6 +207,40 @@ class Tx:
                                     "freshness_time = excluded.freshness_time, checkpoint = excluded.checkpoint"),
                           (row.size, row.timestamp, row.checkpoint))
 
+    # -- checkpoints of sizes awaiting witnesses, and witness cosignatures --------------------------
+    def put_checkpoint(self, size: int, checkpoint: bytes) -> None:
+        """Record the log-signed checkpoint of ``size`` (idempotent for the same bytes)."""
+        self._cur.execute(self._sql("INSERT INTO checkpoints (size, checkpoint) VALUES (?, ?) "
+                                    "ON CONFLICT (size) DO NOTHING"), (size, checkpoint))
+
+    def checkpoint_at(self, size: int) -> bytes | None:
+        """The log-signed checkpoint of ``size`` if it is still kept (sizes from the served one up)."""
+        row = self._one("SELECT checkpoint FROM checkpoints WHERE size = ?", (size,))
+        return None if row is None else bytes(row[0])
+
+    def checkpoint_sizes(self, start: int) -> list[int]:
+        """The kept checkpoint sizes at or above ``start``, ascending."""
+        return [int(r[0]) for r in self._all("SELECT size FROM checkpoints WHERE size >= ? ORDER BY size", (start,))]
+
+    def put_cosignature(self, row: CosignatureRow) -> None:
+        """Store ``row`` unless a newer cosignature by the same witness for that size is stored."""
+        self._cur.execute(self._sql(
+            "INSERT INTO witness_cosignatures (witness, size, cosigned_at, line) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (witness, size) DO UPDATE SET cosigned_at = excluded.cosigned_at, line = excluded.line "
+            "WHERE excluded.cosigned_at > witness_cosignatures.cosigned_at"),
+            (row.witness, row.size, row.timestamp, row.line))
+
+    def cosignatures(self, start: int) -> list[CosignatureRow]:
+        """Every stored witness cosignature for sizes at or above ``start``."""
+        rows = self._all("SELECT witness, size, cosigned_at, line FROM witness_cosignatures WHERE size >= ? "
+                         "ORDER BY size, witness", (start,))
+        return [CosignatureRow(str(w), int(n), int(t), bytes(line)) for w, n, t, line in rows]
+
+    def prune_below(self, size: int) -> None:
+        """Forget checkpoints and cosignatures of sizes below ``size`` (the served size passed them)."""
+        self._cur.execute(self._sql("DELETE FROM checkpoints WHERE size < ?"), (size,))
+        self._cur.execute(self._sql("DELETE FROM witness_cosignatures WHERE size < ?"), (size,))
+
     # -- entries (stored as entry bundles) ----------------------------------------------------------
     def entry_bundle(self, index: int) -> bytes | None:
         """The stored entry bundle ``index`` (all entries so far for the last one)."""
@@ -253,19 +312,23 @@ class Tx:
         row = self._one("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs WHERE epoch = ?", (epoch,))
         return None if row is None else self._epoch_row(row)
 
-    def last_epoch(self) -> EpochRow | None:
-        row = self._one("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs "
-                        "ORDER BY epoch DESC LIMIT 1")
+    def last_epoch(self, size: int | None = None) -> EpochRow | None:
+        """The newest epoch (among entries below ``size`` when given: a tree size clients see)."""
+        below = (1 << 63) - 1 if size is None else size
+        row = self._one("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs WHERE idx < ? "
+                        "ORDER BY epoch DESC LIMIT 1", (below,))
         return None if row is None else self._epoch_row(row)
 
-    def epochs(self, before: int | None, limit: int) -> list[EpochRow]:
-        """Up to ``limit`` epochs below ``before`` (all if ``None``), newest first."""
+    def epochs(self, before: int | None, limit: int, size: int | None = None) -> list[EpochRow]:
+        """Up to ``limit`` epochs below ``before`` (all if ``None``), newest first; only entries below
+        ``size`` when given."""
+        below = (1 << 63) - 1 if size is None else size
         if before is None:
             rows = self._all("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs "
-                             "ORDER BY epoch DESC LIMIT ?", (limit,))
+                             "WHERE idx < ? ORDER BY epoch DESC LIMIT ?", (below, limit))
         else:
             rows = self._all("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs "
-                             "WHERE epoch < ? ORDER BY epoch DESC LIMIT ?", (before, limit))
+                             "WHERE epoch < ? AND idx < ? ORDER BY epoch DESC LIMIT ?", (before, below, limit))
         return [self._epoch_row(r) for r in rows]
 
     def epoch_indexes(self, after: int, limit: int) -> list[tuple[int, int]]:
@@ -298,8 +361,11 @@ class Tx:
         row = self._one("SELECT version, idx, envelope FROM trust_roots WHERE version = ?", (version,))
         return None if row is None else TrustRootRow(int(row[0]), int(row[1]), bytes(row[2]))
 
-    def latest_trust_root(self) -> TrustRootRow | None:
-        row = self._one("SELECT version, idx, envelope FROM trust_roots ORDER BY version DESC LIMIT 1")
+    def latest_trust_root(self, size: int | None = None) -> TrustRootRow | None:
+        """The newest logged rotation (among entries below ``size`` when given)."""
+        below = (1 << 63) - 1 if size is None else size
+        row = self._one("SELECT version, idx, envelope FROM trust_roots WHERE idx < ? ORDER BY version DESC LIMIT 1",
+                        (below,))
         return None if row is None else TrustRootRow(int(row[0]), int(row[1]), bytes(row[2]))
 
     def trust_roots(self) -> list[TrustRootRow]:
@@ -356,6 +422,9 @@ def schema_sql(blob: str, bigint: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS served_checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), size {bigint} NOT NULL, "
         f"freshness_time {bigint} NOT NULL, checkpoint {blob} NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS revoked (mark TEXT PRIMARY KEY, epoch {bigint} NOT NULL, idx {bigint} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS checkpoints (size {bigint} PRIMARY KEY, checkpoint {blob} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS witness_cosignatures (witness TEXT NOT NULL, size {bigint} NOT NULL, "
+        f"cosigned_at {bigint} NOT NULL, line {blob} NOT NULL, PRIMARY KEY (witness, size))",
     ]
 
 
@@ -436,7 +505,7 @@ def check_schema_version(tx: Tx, description: str) -> None:
     stored bundles. Refuse a database written by a version this code does not know."""
     found = tx.meta("schema")
     if found is None or found in MIGRATED_VERSIONS:
-        if found is not None:
+        if found in _WITHOUT_REVOKED:
             try:
                 marks = logged_revocations(tx)
             except IntegrityError as exc:
@@ -500,6 +569,7 @@ def iter_chunks(start: int, end: int, chunk: int) -> Iterator[tuple[int, int]]:
 
 
 __all__ = [
+    "CosignatureRow",
     "EpochRow",
     "Head",
     "MIGRATED_VERSIONS",

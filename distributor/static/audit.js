@@ -3,8 +3,11 @@
 // Root of trust: the log key (a C2SP verifier key, type 0x01 Ed25519). It comes from /api/v1/info
 // unless the visitor pins one in the URL fragment (#log-key=<vkey>). With it the page checks:
 //   1. /checkpoint: C2SP signed note; the log's signature line "— <origin> base64(keyid4 || sig64)"
-//      verifies over the note body (origin, size, base64 root, extensions); the freshness
-//      cosignature (type 0x04: "cosignature/v1\ntime <t>\n" || body) is checked and its time shown.
+//      verifies over the note body (origin, size, base64 root, extensions). Its time, by the same
+//      rule as the clients (bundles/FORMAT.md §9.3, verifier.cosignature.checkpoint_time): when the
+//      trust root in /api/v1/info requires K > 0 witnesses, K distinct witness cosignatures (type 0x04:
+//      "cosignature/v1\ntime <t>\n" || body) with times in [now - max_age, now + 300] and the K-th
+//      newest of them shown; else the log's freshness cosignature, checked and its time shown.
 //   2. every epoch shown (/api/v1/bundles/<epoch>): the tlog-proof's checkpoint is signed by the log
 //      key and consistent with the current one (RFC 9162 consistency proof when sizes differ); the
 //      bundle's leaf hash SHA-256(0x00 || bundle) is at the proof's index (RFC 9162 inclusion);
@@ -220,18 +223,68 @@
   }
 
   // C2SP tlog-cosignature/v1: base64(keyid4 || timestamp8 || sig64) over "cosignature/v1\ntime <t>\n" || body.
-  async function verifyFreshness(cp, freshKey) {
-    const line = cp.sigs.find((s) => s.name === freshKey.name && equal(s.keyId, freshKey.keyId));
-    if (!line) throw new Failure("no freshness cosignature");
-    if (line.sig.length !== 72) throw new Failure("freshness cosignature: not 72 bytes");
+  async function verifyCosignature(cp, key, line, what) {
+    if (line.sig.length !== 72) throw new Failure(`${what}: not 72 bytes`);
     let t = 0n;
     for (const b of line.sig.slice(0, 8)) t = (t << 8n) | BigInt(b);
     const msg = concat(enc.encode(`cosignature/v1\ntime ${t}\n`), cp.bodyBytes);
-    if (!(await ed25519Verify(freshKey, msg, line.sig.slice(8)))) {
-      throw new Failure("the freshness cosignature does not verify");
-    }
+    if (!(await ed25519Verify(key, msg, line.sig.slice(8)))) throw new Failure(`${what} does not verify`);
     return t;
   }
+
+  async function verifyFreshness(cp, freshKey) {
+    const line = cp.sigs.find((s) => s.name === freshKey.name && equal(s.keyId, freshKey.keyId));
+    if (!line) throw new Failure("no freshness cosignature");
+    return verifyCosignature(cp, freshKey, line, "the freshness cosignature");
+  }
+
+  // The witness policy of the trust root /api/v1/info serves (as unauthenticated as the log key it
+  // names): {keys, threshold, maxAge}, or null when it requires no witnesses.
+  async function witnessPolicy(info) {
+    if (typeof info.trust_root !== "string") return null;
+    const envelope = JSON.parse(utf8(b64decode(info.trust_root, "trust root"), "trust root"));
+    const body = JSON.parse(utf8(b64decode(envelope && envelope.root, "trust root body"), "trust root body"));
+    const w = body && body.witnesses;
+    const maxAge = body && body.log && body.log.max_age;
+    if (!w || !Array.isArray(w.keys) || !Number.isSafeInteger(w.threshold) || w.threshold < 0 ||
+        w.threshold > w.keys.length || !Number.isSafeInteger(maxAge) || maxAge < 1) {
+      throw new Failure("trust root: malformed witnesses or log.max_age");
+    }
+    if (w.threshold === 0) return null;
+    const keys = [];
+    for (const [i, v] of w.keys.entries()) keys.push(await parseVkey(v, 0x04, `witness key ${i + 1}`));
+    return { keys, threshold: w.threshold, maxAge: BigInt(maxAge) };
+  }
+
+  // verifier.cosignature.witnessed_time: every line by a listed witness must verify; a witness counts
+  // once, with its newest time in [now - maxAge, now + CLOCK_SKEW]; K must count, and the time is the
+  // K-th newest (K - 1 colluding witnesses cannot push it). Fewer: stale (possible freeze) or too few.
+  const CLOCK_SKEW = 300n;
+  async function witnessedTime(cp, policy, now) {
+    const k = policy.threshold;
+    const newest = new Map();
+    let stale = 0;
+    let future = 0;
+    for (const line of cp.sigs) {
+      const i = policy.keys.findIndex((key) => key.name === line.name && equal(key.keyId, line.keyId));
+      if (i < 0) continue;
+      const t = await verifyCosignature(cp, policy.keys[i], line, `the witness cosignature by ${line.name}`);
+      if (!newest.has(i)) newest.set(i, null);
+      if (t > now + CLOCK_SKEW) future += 1;
+      else if (now - t > policy.maxAge) stale += 1;
+      else if (newest.get(i) === null || t > newest.get(i)) newest.set(i, t);
+    }
+    const fresh = [...newest.values()].filter((t) => t !== null).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
+    if (fresh.length >= k) return { time: fresh[k - 1], counted: fresh.length };
+    if (newest.size >= k && stale) {
+      throw new Failure(`witness cosignatures: ${newest.size} distinct trusted keys cosigned but only ${fresh.length} ` +
+        `within the allowed ${policy.maxAge} s, ${k} required (${stale} stale witness cosignatures: the operator may be re-serving an old checkpoint, possible freeze by the operator)`);
+    }
+    throw new Failure(`witness cosignatures: ${fresh.length} distinct trusted keys cosigned, ${k} required` +
+      (future ? `; ${future} dated more than ${CLOCK_SKEW} s in the future do not count` : ""));
+  }
+
+  const isoTime = (t) => new Date(Number(t) * 1000).toISOString().replace(/\.\d+Z$/, "Z");
 
   // -- RFC 9162 proofs (BigInt arithmetic: sizes go up to 2^63) -----------------------------------
   const bitLength = (n) => (n === 0n ? 0 : n.toString(2).length);
@@ -410,7 +463,8 @@
   }
 
   // -- one epoch ---------------------------------------------------------------------------------
-  const state = { logKey: null, freshKey: null, checkpoint: null, checkpointError: null, epochs: new Map() };
+  const state = { logKey: null, freshKey: null, checkpoint: null, checkpointError: null, witnessError: null,
+    epochs: new Map() };
   const consistencyChecked = new Map();
 
   async function checkAgainstCurrent(cp) {
@@ -606,6 +660,9 @@
     if (state.checkpointError) {
       status.className = "status fail";
       status.textContent = `The checkpoint did not verify against the log key: ${state.checkpointError}`;
+    } else if (state.witnessError) {
+      status.className = "status fail";
+      status.textContent = `Clients refuse this checkpoint (witness policy of the trust root): ${state.witnessError}`;
     } else if (!done) {
       status.className = "status pending";
       status.textContent = "Verifying…";
@@ -705,13 +762,35 @@
       setText("cp-size", `${cp.size} entries`);
       setText("cp-root", b64encode(cp.root));
       setBadge("checkpoint-badge", true, "log signature verified in your browser");
+      const now = BigInt(Math.floor(Date.now() / 1000));
+      let policy = null;
+      let policyError = null;
       try {
-        const freshKey = await parseVkey(info.freshness_vkey, 0x04, "freshness key");
-        const t = await verifyFreshness(cp, freshKey);
-        const age = BigInt(Math.floor(Date.now() / 1000)) - t;
-        setText("cp-fresh", `cosigned ${when(new Date(Number(t) * 1000).toISOString().replace(/\.\d+Z$/, "Z"))} (${age} s ago) by the log's freshness key`);
+        policy = await witnessPolicy(info);
       } catch (e) {
-        setText("cp-fresh", `not verified: ${e.message}`);
+        policyError = e.message;
+      }
+      if (policyError) {
+        setText("cp-fresh", `not verified: ${policyError}`);
+      } else if (policy) {
+        // K > 0: witnesses vouch for the time; the log's own freshness cosignature is not needed.
+        try {
+          const w = await witnessedTime(cp, policy, now);
+          setText("cp-fresh", `witnessed: ${w.counted} of ${policy.keys.length} witnesses cosigned within the last ` +
+            `${policy.maxAge} s (${policy.threshold} required); the newest time ${policy.threshold} of them vouch for is ` +
+            `${when(isoTime(w.time))} (${now - w.time} s ago)`);
+        } catch (e) {
+          state.witnessError = e instanceof Failure ? e.message : `unexpected error: ${e.message}`;
+          $("cp-fresh").replaceChildren(badge(false, "FAILED"), ` clients refuse this checkpoint: ${state.witnessError}`);
+        }
+      } else {
+        try {
+          const freshKey = await parseVkey(info.freshness_vkey, 0x04, "freshness key");
+          const t = await verifyFreshness(cp, freshKey);
+          setText("cp-fresh", `cosigned ${when(isoTime(t))} (${now - t} s ago) by the log's freshness key`);
+        } catch (e) {
+          setText("cp-fresh", `not verified: ${e.message}`);
+        }
       }
     } catch (e) {
       state.checkpointError = e instanceof Failure ? e.message : `unexpected error: ${e.message}`;

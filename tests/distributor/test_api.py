@@ -94,7 +94,8 @@ def test_publish_and_read_back(client, world):
     info = client.get("/api/v1/info").json
     assert info == {"origin": world.origin, "log_vkey": world.log_note.verifier.vkey,
                     "freshness_vkey": world.freshness_cosigner.verifier.vkey, "size": 3,
-                    "trust_root": base64.b64encode(world.trust_root_bytes()).decode(), "trust_root_version": 1}
+                    "trust_root": base64.b64encode(world.trust_root_bytes()).decode(), "trust_root_version": 1,
+                    "appended_size": 3, "witnesses": []}
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token-0123456789"},

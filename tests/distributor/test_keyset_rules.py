@@ -184,7 +184,7 @@ def test_another_writer_sees_the_marks_of_this_one(db, world):
     s2.close()
 
 
-@pytest.mark.parametrize("version", ["1", "2"])
+@pytest.mark.parametrize("version", ["1", "2", "3"])
 def test_an_older_database_is_migrated_and_its_marks_backfilled(db, world, version):
     storage = db.open()
     log = make_log(storage, world)
@@ -193,15 +193,20 @@ def test_an_older_database_is_migrated_and_its_marks_backfilled(db, world, versi
     log.append_entries([b"raw entry"])  # not a bundle: no epoch, no marks
     publish(log, chain, [fleet("fleet-b", "revoked"), fleet("fleet-c")])
     storage.close()
-    # The database as the previous schema left it: no revoked table (and, for version 1, no served checkpoint).
-    db.execute("DROP TABLE revoked")
+    # The database as the previous schema left it: no witness tables; for versions 1 and 2 no revoked
+    # table (and, for version 1, no served checkpoint).
+    db.execute("DROP TABLE checkpoints")
+    db.execute("DROP TABLE witness_cosignatures")
+    if version != "3":
+        db.execute("DROP TABLE revoked")
     if version == "1":
         db.execute("DROP TABLE served_checkpoint")
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
     storage = db.open()
     log = make_log(storage, world)
     with storage.read() as tx:
-        assert tx.meta("schema") == SCHEMA_VERSION == "3"
+        assert tx.meta("schema") == SCHEMA_VERSION == "4"
+        assert tx.checkpoint_at(5) == tx.head().checkpoint
         assert tx.revoked() == {**{m: RevokedRow(m, 2, 1) for m in marks_of("fleet-a")},
                                 **{m: RevokedRow(m, 4, 4) for m in marks_of("fleet-b")}}
     assert log.self_check().size == 5
@@ -254,5 +259,5 @@ def test_export_migrates_an_older_database_before_checking_it(db, world, tmp_pat
     assert result.returncode == 0, result.stderr
     storage = db.open()
     with storage.read() as tx:
-        assert tx.meta("schema") == "3" and set(tx.revoked()) == marks_of("fleet-a")
+        assert tx.meta("schema") == SCHEMA_VERSION and set(tx.revoked()) == marks_of("fleet-a")
     storage.close()

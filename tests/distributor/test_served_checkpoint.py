@@ -180,14 +180,14 @@ def test_served_checkpoint_survives_restarts_and_migrates_an_old_database(db, wo
     storage = db.open()
     log = make_log(storage, world, clock=clock)
     with storage.read() as tx:
-        assert tx.meta("schema") == SCHEMA_VERSION == "3"
+        assert tx.meta("schema") == SCHEMA_VERSION == "4"
         row = tx.served_checkpoint()
     assert row is not None and row.size == 2 and row.timestamp == BASE + 5 and log.checkpoint() == row.checkpoint
     storage.close()
     # A version this code does not know is refused.
-    db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
+    db.execute("UPDATE meta SET value = '5' WHERE key = 'schema'")
     storage = db.open()
-    with pytest.raises(StorageError, match="schema version '4'"):
+    with pytest.raises(StorageError, match="schema version '5'"):
         make_log(storage, world, clock=clock)
     storage.close()
 
