@@ -86,8 +86,8 @@ from .export import BackgroundWriter, Refresher, StaticWriter, parse_entry_path
 from .freshness import Freshness
 from .log import Log, Published, epoch_json
 from .storage import Storage, open_storage
-from .witnessing import WitnessEndpoint, Witnessing, check_endpoints, parse_witness_option
 from .web import web_bp
+from .witnessing import WitnessEndpoint, Witnessing, check_endpoints, parse_witness_option
 
 log = logging.getLogger("fleetkeys.distributor")
 

@@ -38,10 +38,11 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from verifier.cosignature import CosignatureSigner, add_cosignatures, verify_cosignatures
+from verifier.cosignature import CosignatureSigner, add_cosignatures, verify_cosignatures, witnessed_time
 from verifier.errors import VerificationError
 from verifier.keyset import CLOCK_SKEW
 from verifier.note import NoteVerifier, parse_note
+from verifier.signatures import KeyGroup
 
 from .errors import IntegrityError, StorageError
 from .roots import Roots, WitnessPolicy
@@ -156,7 +157,7 @@ class ServedCheckpoint:
                             "%d s): check the clocks of every replica and exporter", ahead, _CLIENT_FUTURE_SLACK)
         return True
 
-    def _verified_lines(self, signed: bytes, rows: list[CosignatureRow]) -> list[tuple[CosignatureRow, NoteVerifier]]:
+    def _verified_lines(self, signed: bytes, rows: list[CosignatureRow]) -> list[CosignatureRow]:
         """The stored cosignatures on ``signed`` that verify (each was checked before it was stored;
         a damaged row is logged and left out, never served)."""
         out = []
@@ -174,19 +175,20 @@ class ServedCheckpoint:
                 log.error("the stored cosignature of witness %s for size %d does not verify (%s): not served",
                           row.witness, row.size, exc)
                 continue
-            out.append((row, key))
+            out.append(row)
         return out
 
     @staticmethod
-    def meets(policy: WitnessPolicy, cosigned: list[tuple[CosignatureRow, NoteVerifier]], now: int) -> bool:
-        """Whether ``cosigned`` holds ``policy.threshold`` distinct policy keys with timestamps a client
-        accepts now (``now - max_age <= t <= now + CLOCK_SKEW``)."""
+    def meets(policy: WitnessPolicy, note: bytes, now: int) -> bool:
+        """Whether a client accepts ``note``'s witness cosignatures now: the clients' own rule,
+        :func:`verifier.cosignature.witnessed_time`, under ``policy`` (always, with no witnesses required)."""
         if not policy.threshold:
             return True
-        wanted = {k.public_key for k in policy.keys}
-        fresh = {key.public_key for row, key in cosigned
-                 if key.public_key in wanted and now - policy.max_age <= row.timestamp <= now + CLOCK_SKEW}
-        return len(fresh) >= policy.threshold
+        try:
+            witnessed_time(note, KeyGroup(policy.keys, policy.threshold), now, policy.max_age)
+        except VerificationError:
+            return False
+        return True
 
     def _select(self, tx: Tx, head: Head, old: ServedRow | None) -> tuple[int, bytes, list[bytes]]:
         """The tree size to serve, its log-signed checkpoint and the witness lines to put on it.
@@ -208,10 +210,10 @@ class ServedCheckpoint:
             signed = head.checkpoint if size == head.size else tx.checkpoint_at(size)
             if signed is None:
                 return None
-            cosigned = self._verified_lines(signed, by_size.get(size, []))
-            if required and not self.meets(self.roots.policy(tx, size), cosigned, now):
+            lines = [row.line for row in self._verified_lines(signed, by_size.get(size, []))]
+            if required and not self.meets(self.roots.policy(tx, size), signed + b"".join(lines), now):
                 return None
-            return size, signed, [row.line for row, _ in cosigned]
+            return size, signed, lines
 
         if self.advance:
             for size in sorted(candidates, reverse=True):

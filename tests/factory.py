@@ -15,7 +15,7 @@ from verifier.checkpoint import Checkpoint, sign_checkpoint
 from verifier.cosignature import CosignatureSigner, add_cosignatures
 from verifier.keyset import GENESIS_PREVIOUS, Fleet, TrustRootRef, encode_keyset, parse_time
 from verifier.merkle import leaf_hash, root
-from verifier.note import ALG_COSIGNATURE_V1, NoteSigner, NoteVerifier
+from verifier.note import NoteSigner, NoteVerifier
 from verifier.signatures import KeyGroup, SignatureEntry
 from verifier.statement import Statement
 from verifier.trustroot import LogConfig, encode_envelope, encode_trust_root_body, load_trust_root, parse_trust_root_body
@@ -75,13 +75,24 @@ class World:
     namespace: str = NAMESPACE
     origin: str = ORIGIN
     witness_threshold: int = 0
+    #: How many witness keys the trust root lists: ``witness.example/w1`` (the ``witness`` key), then
+    #: ``witness.example/w2`` … from the seeds ``"witness 2"`` …
+    witness_count: int = 1
 
     def __post_init__(self) -> None:
         self.log_note = NoteSigner.from_signer(self.origin, self.log)
         self.freshness_cosigner = CosignatureSigner(self.origin + "/freshness", self.freshness)
-        self.witness_cosigner = CosignatureSigner("witness.example/w1", self.witness)
+        signers = [self.witness, *(SeedSigner(f"witness {i}") for i in range(2, self.witness_count + 1))]
+        self.witness_cosigners = [CosignatureSigner(f"witness.example/w{i}", w) for i, w in enumerate(signers, 1)]
+        self.witness_cosigner = self.witness_cosigners[0]
 
-    def trust_root_body(self, version: int = 1, anchors=None, countersigners=None) -> bytes:
+    def witness_group(self, threshold: int | None = None) -> KeyGroup:
+        """The trust root's ``witnesses``: every witness key, ``threshold`` (default the world's)."""
+        return KeyGroup(tuple(c.verifier for c in self.witness_cosigners),
+                        self.witness_threshold if threshold is None else threshold)
+
+    def trust_root_body(self, version: int = 1, anchors=None, countersigners=None, *,
+                        witness_threshold: int | None = None) -> bytes:
         anchors = anchors or [self.anchor]
         countersigners = countersigners or [self.countersigner]
         return encode_trust_root_body(
@@ -92,8 +103,7 @@ class World:
             countersigners=KeyGroup(tuple(NoteVerifier.from_public_key(f"operator{i}.example", c.public_key)
                                           for i, c in enumerate(countersigners)), 1),
             log=LogConfig(self.origin, self.log_note.verifier, self.freshness_cosigner.verifier, 3600),
-            witnesses=KeyGroup((NoteVerifier.from_public_key("witness.example/w1", self.witness.public_key,
-                                                             ALG_COSIGNATURE_V1),), self.witness_threshold),
+            witnesses=self.witness_group(witness_threshold),
             expires_at=T0 + 25 * YEAR,
         )
 
@@ -139,10 +149,16 @@ class World:
             out.append(self.bundle(ks, epoch))
         return out
 
-    def checkpoint(self, entries: list[bytes], timestamp: int = T0, *, witness: bool = False) -> bytes:
+    def checkpoint(self, entries: list[bytes], timestamp: int = T0, *, witness: bool = False,
+                   witness_times: dict[int, int] | None = None, freshness: bool = True) -> bytes:
+        """The signed checkpoint of ``entries``: the log's freshness cosignature at ``timestamp`` (unless
+        ``freshness`` is false), witness 1's at ``timestamp`` if ``witness``, and witness ``i``'s (index
+        into :attr:`witness_cosigners`) at ``witness_times[i]``."""
         cp = Checkpoint(self.origin, len(entries), root([leaf_hash(e) for e in entries]))
         signed = sign_checkpoint(cp, self.log_note)
-        cosigs = [self.freshness_cosigner.cosign(cp.body(), timestamp)]
+        cosigs = [self.freshness_cosigner.cosign(cp.body(), timestamp)] if freshness else []
+        times = dict(witness_times or {})
         if witness:
-            cosigs.append(self.witness_cosigner.cosign(cp.body(), timestamp))
-        return add_cosignatures(signed, cosigs)
+            times.setdefault(0, timestamp)
+        cosigs += [self.witness_cosigners[i].cosign(cp.body(), t) for i, t in sorted(times.items())]
+        return add_cosignatures(signed, cosigs) if cosigs else signed

@@ -46,8 +46,8 @@ class ServiceProcess:
     stop_timeout = 20.0
 
     def __init__(self, module_args: list[str], log_path: Path | Callable[[int], Path], *,
-                 env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+                 env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path(self.port) if callable(log_path) else log_path
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in kill()

@@ -3,9 +3,10 @@
 No I/O: :class:`verifier.client.Client` fetches the bytes and persists the states returned here.
 A refresh (``bundles/FORMAT.md`` §7.4) is, step by step:
 
-1. :func:`open_checkpoint_for` — the checkpoint's log signature and origin, the witness threshold,
-   the log's freshness cosignature no older than ``max_age``, not older than the freshness time the
-   state saved, and not smaller than (or, at the same size, different from) the tree head it saved.
+1. :func:`open_checkpoint_for` — the checkpoint's log signature and origin, and its time
+   (:func:`verifier.cosignature.checkpoint_time`: K fresh witness cosignatures when the witness
+   threshold K > 0, else the log's freshness cosignature) no older than ``max_age``, not older than the
+   time the state saved, and not smaller than (or, at the same size, different from) the tree head it saved.
 2. :func:`extend_tree` — the new entries' leaf hashes appended to the saved frontier must give the
    checkpoint's root (or, for a batch that stops short of it, a root the checkpoint is proven
    consistent with, from hash tiles). That single comparison authenticates the entries and the
@@ -16,7 +17,7 @@ A refresh (``bundles/FORMAT.md`` §7.4) is, step by step:
    refused (:class:`~verifier.errors.FormatError`).
 4. :func:`finish` — the trust root in force has not expired, the last keyset has not expired, there
    is one, and the checkpoint verifies again under the root in force if a rotation changed the log
-   or witness keys.
+   or witness keys (then the time saved is the one the new root's rule gives).
 
 Every function returns a new :class:`~verifier.update.ClientState` and leaves the given one as it
 was; any failure raises a :class:`~verifier.errors.VerificationError` subclass.
@@ -50,6 +51,7 @@ from .update import (
     VerifiedCheckpoint,
     check_not_behind,
     check_revocations,
+    recheck_after_rotation,
     verify_checkpoint_note,
 )
 
@@ -161,19 +163,20 @@ def finish(state: ClientState, vcp: VerifiedCheckpoint, checkpoint: bytes, *, bo
     """Step 4: the checks on the outcome of a refresh; returns the state to save and the keyset in force.
 
     ``before`` is the trust root that verified ``checkpoint`` (step 1); ``vcp.freshness_time`` is
-    already capped at ``now`` (:func:`verifier.update.verify_checkpoint_note`).
+    already capped at ``now`` (:func:`verifier.update.verify_checkpoint_note`). When the rotations
+    followed changed the log or witness keys, the checkpoint is verified again under the root now in
+    force, and the time saved is the one its rule gives (:func:`verifier.update.recheck_after_rotation`).
     """
     root = state.trust_root_in_force(bootstrap)
     root.check_not_expired(now)
-    if (root.log, root.witnesses) != (before.log, before.witnesses):
-        verify_checkpoint_note(checkpoint, trust_root=root, state=replace(state, freshness_time=0), now=now)
+    vcp = recheck_after_rotation(checkpoint, vcp, before=before, after=root, now=now)
     keyset = state.saved_keyset
     if keyset is None:
         raise EmptyLogError(f"the log (size {state.checkpoint_size}) holds no bundle yet")
     if now >= keyset.expires_at:
         raise ExpiredError(f"keyset epoch {keyset.epoch} expired at {keyset.expires_at} (now {now}): the log's newest "
                            "epoch is stale, possible freeze attack")
-    new = replace(state, freshness_time=max(state.freshness_time, vcp.freshness_time))
+    new = replace(state, freshness_time=vcp.freshness_time)
     new.__dict__["saved_keyset"] = keyset
     return new, keyset
 

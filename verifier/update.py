@@ -22,9 +22,10 @@ Verification steps, in this order (mirrored in ``bundles/FORMAT.md`` §7):
    epoch gap is refused (:class:`ChainError`; fetch the missing epochs in order).
 9. Freshness of the keyset: ``issued_at - 300 <= now < expires_at`` (:class:`ExpiredError`).
 10. Checkpoint: the log key's signature, the trusted origin (:class:`SignatureError`,
-    :class:`MismatchError`); the witness threshold (:class:`ThresholdError`); the log's freshness
-    cosignature no older than ``max_age`` and not older than the last one seen (:class:`ExpiredError`,
-    :class:`RollbackError`).
+    :class:`MismatchError`); its time (:func:`verifier.cosignature.checkpoint_time`): with a witness
+    threshold K > 0, K distinct witness cosignatures within ``max_age`` (:class:`ThresholdError`,
+    :class:`ExpiredError`) and the K-th newest of their times; with K = 0, the log's freshness
+    cosignature within ``max_age``; that time not older than the last one seen (:class:`RollbackError`).
 11. Inclusion: the proof's checkpoint is the same tree head, and the bundle's leaf hash is at the
     proof's index (:class:`ProofError`).
 12. Consistency with the last checkpoint the client accepted: never smaller, the same size only with
@@ -44,7 +45,7 @@ from dataclasses import dataclass, replace
 from .bundle import MAX_BUNDLE_SIZE, parse_bundle, verify_parsed_bundle
 from .checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint_body
 from .cjson import dumps_canonical, expect_int, expect_object, loads_canonical
-from .cosignature import check_fresh, verify_cosignatures
+from .cosignature import checkpoint_time
 from .errors import (
     ConsistencyError,
     ExpiredError,
@@ -273,24 +274,49 @@ def _check_sizes(checkpoint: bytes, proof: bytes, consistency: Sequence[bytes]) 
 
 
 def verify_checkpoint_note(checkpoint: bytes, *, trust_root: TrustRoot, state: ClientState, now: int) -> VerifiedCheckpoint:
-    """Step 10: log signature and origin, witness threshold, freshness cosignature.
+    """Step 10: log signature and origin, then the checkpoint's time and the rollback check on it.
 
-    The result's ``freshness_time`` is what a state saves: the cosignature's time capped at ``now``,
-    never below the state's (a time up to :data:`FRESHNESS_SLACK` older is accepted, not saved).
+    The time is :func:`verifier.cosignature.checkpoint_time`: with a witness threshold K > 0 the K-th
+    newest witness timestamp within ``[now - max_age, now + CLOCK_SKEW]`` (the log's freshness
+    cosignature is then not checked), else the log's freshness cosignature's. The result's
+    ``freshness_time`` is what a state saves: that time capped at ``now``, never below the state's (a
+    time up to :data:`FRESHNESS_SLACK` older is accepted, not saved; one older by more is a replay).
     """
     signed: SignedCheckpoint = open_checkpoint(checkpoint, trust_root.log.key, trust_root.log.origin)
     cp = signed.checkpoint
-    if trust_root.witnesses.threshold:
-        verify_cosignatures(signed.note, trust_root.witnesses.keys, trust_root.witnesses.threshold, what="witness")
-    fresh = verify_cosignatures(signed.note, [trust_root.log.freshness_key], 1, what="log freshness")[0]
-    check_fresh(fresh.timestamp, now, trust_root.log.max_age, what="checkpoint freshness cosignature")
-    if fresh.timestamp < state.freshness_time - FRESHNESS_SLACK:
-        raise RollbackError(f"checkpoint freshness time {fresh.timestamp} is older than the {state.freshness_time} "
+    vouched = checkpoint_time(signed.note, trust_root, now)
+    if vouched < state.freshness_time - FRESHNESS_SLACK:
+        what = "witnessed" if trust_root.witnesses.threshold else "freshness"
+        raise RollbackError(f"checkpoint {what} time {vouched} is older than the {state.freshness_time} "
                             "already seen (replayed checkpoint)")
     # A time ahead of ``now`` (within the allowed skew) is accepted but never saved as is: the honest
     # log's next checkpoint, stamped by a correct clock, would otherwise look like a replay. A time a
     # little older than the saved one (a CDN edge's cached copy) is accepted and never saved either.
-    return VerifiedCheckpoint(cp, max(state.freshness_time, min(fresh.timestamp, now)))
+    return VerifiedCheckpoint(cp, max(state.freshness_time, min(vouched, now)))
+
+
+def _time_source(root: TrustRoot) -> object:
+    """What vouches for checkpoint times under ``root``: its witness group (K > 0) or its freshness key."""
+    return root.witnesses if root.witnesses.threshold else root.log.freshness_key
+
+
+def recheck_after_rotation(checkpoint: bytes, vcp: VerifiedCheckpoint, *, before: TrustRoot, after: TrustRoot,
+                           now: int) -> VerifiedCheckpoint:
+    """The checkpoint ``before`` verified (``vcp``), verified again under ``after`` when a rotation
+    followed in the same update changed the log or witness configuration; returns what to save.
+
+    Unchanged ``(log, witnesses)``: ``vcp`` as is. Otherwise the checkpoint must pass step 10 under
+    ``after`` too (so a rotation that turns witnesses on needs K fresh witness cosignatures on the very
+    checkpoint that carries it). When what vouches for the time changed (another freshness key, or
+    witnesses turned on, off or changed), the time saved restarts at the time the new rule gives: the
+    saved one was vouched for by keys ``after`` no longer trusts for time, and comparing a witnessed
+    time with the operator's own freshness time would make an honest witness that renews later than
+    the log look like a replay. The same checkpoint passed the rollback check under ``before``.
+    """
+    if (after.log, after.witnesses) == (before.log, before.witnesses):
+        return vcp
+    again = verify_checkpoint_note(checkpoint, trust_root=after, state=ClientState(), now=now)
+    return vcp if _time_source(after) == _time_source(before) else again
 
 
 def check_not_behind(cp: Checkpoint, state: ClientState) -> None:
@@ -391,7 +417,9 @@ def verify_trust_root_update(envelope: bytes, proof: bytes, checkpoint: bytes, *
 
     The envelope must be exactly the next version, signed by the threshold of the current root's
     anchors and countersigners and of its own (:func:`verifier.trustroot.verify_rotation`), and be
-    included in a checkpoint that verifies and is consistent with the state (steps 10-12).
+    included in a checkpoint that verifies and is consistent with the state (steps 10-12). When the
+    new root changes the log or witness configuration, that checkpoint must verify under it too
+    (:func:`recheck_after_rotation`, as a client following the log does).
     """
     _check_size(envelope, MAX_BUNDLE_SIZE, "trust root update")
     _check_sizes(checkpoint, proof, consistency)
@@ -400,6 +428,8 @@ def verify_trust_root_update(envelope: bytes, proof: bytes, checkpoint: bytes, *
     vcp = verify_checkpoint(checkpoint, trust_root=current, state=state, now=now, consistency=consistency)
     parsed = _verify_inclusion(envelope, proof, vcp.checkpoint)
     new_root.check_not_expired(now)
+    if new_root.version > trust_root.version:  # the root in force from now on (a newer bootstrap stays otherwise)
+        vcp = recheck_after_rotation(checkpoint, vcp, before=current, after=new_root, now=now)
     if len(state.rotation_indexes) >= MAX_ROTATIONS:
         raise TrustRootError(f"more than {MAX_ROTATIONS} trust-root rotations")
     return replace(state, trust_root=bytes(envelope), checkpoint_size=vcp.checkpoint.size,
@@ -412,6 +442,7 @@ __all__ = [
     "VerifiedCheckpoint",
     "VerifiedUpdate",
     "check_not_behind",
+    "recheck_after_rotation",
     "verify_checkpoint",
     "verify_checkpoint_note",
     "verify_trust_root_update",

@@ -3,8 +3,9 @@
 :class:`Simulator` holds a fixed-seed :class:`tests.factory.World`, an append-only list of log
 entries (bundles, trust-root rotation envelopes, or any other bytes), and builds everything the
 distributor serves from them: the C2SP checkpoint signed by the log key with the log's freshness
-cosignature at :attr:`Simulator.freshness_time` (and a witness cosignature when a :class:`Witness`
-agrees to give one), ``c2sp.org/tlog-proof@v1`` inclusion proofs and RFC 9162 consistency proofs.
+cosignature at :attr:`Simulator.freshness_time` (and the cosignature of each of its
+:attr:`Simulator.witnesses` that agrees to give one), ``c2sp.org/tlog-proof@v1`` inclusion proofs and
+RFC 9162 consistency proofs.
 
 It serves the distributor's static files (all :class:`verifier.client.Client` reads) and its JSON
 read API (for tools, and the pure-core tests' material) through an injected
@@ -24,6 +25,9 @@ retry, redirect, cap and sanitising rules all apply), and to tests that want raw
 Attack hooks (all plain attributes or small methods, so a test reads like the attack it describes):
 
 * :attr:`view_size` serves the tree head of only the first N entries (a log that went backwards);
+* :attr:`witnesses` are the :class:`Witness` objects asked to cosign each checkpoint served (each with
+  a ``clock``, ``online`` and ``faulty`` hook), :attr:`log_freshness` whether the log adds its own
+  freshness cosignature;
 * :meth:`override` answers one path with a fixed :class:`SimResponse` (any status, body, headers,
   an endless generator body) or raises an exception (a stall: any exception becomes a FetchError);
 * :meth:`tamper` rewrites the body bytes of every response to one path (:meth:`heal` ends both);
@@ -127,16 +131,28 @@ def endless(chunk: bytes = b"A" * 65536) -> Iterator[bytes]:
 
 
 class Witness:
-    """An honest C2SP witness: cosigns a checkpoint only if it is consistent with the last one it
-    cosigned for that origin (proof from the log that asks), so a log cannot get two forks cosigned."""
+    """A C2SP witness, ``world.witness_cosigners[index]``. Honest by default: it cosigns a checkpoint only
+    if it is consistent with the last one it cosigned for that origin (proof from the log that asks), so a
+    log cannot get two forks cosigned by it.
 
-    def __init__(self, world: World) -> None:
-        self.cosigner = world.witness_cosigner
+    Hooks: :attr:`clock` (``None``: the asking log's freshness time, i.e. in step with it; else the
+    timestamp it writes, e.g. a clock far ahead), :attr:`online` (``False``: it answers nothing, a
+    witness that is down), :attr:`faulty` (it cosigns whatever it is shown: a witness colluding with
+    the operator).
+    """
+
+    def __init__(self, world: World, index: int = 0, *, faulty: bool = False) -> None:
+        self.cosigner = world.witness_cosigners[index]
         self.latest: dict[str, Checkpoint] = {}
+        self.clock: int | None = None
+        self.online = True
+        self.faulty = faulty
 
     def cosign(self, cp: Checkpoint, timestamp: int, prove: Callable[[int, int], list[bytes]]):
+        if not self.online:
+            return None
         last = self.latest.get(cp.origin)
-        if last is not None:
+        if last is not None and not self.faulty:
             if cp.size < last.size:
                 return None
             try:
@@ -144,15 +160,25 @@ class Witness:
             except ProofError:  # not an extension of what it cosigned: refuse
                 return None
         self.latest[cp.origin] = cp
-        return self.cosigner.cosign(cp.body(), timestamp)
+        return self.cosigner.cosign(cp.body(), timestamp if self.clock is None else self.clock)
+
+
+def witnesses(world: World, *, faulty: int = 0) -> list[Witness]:
+    """One :class:`Witness` per witness key of ``world``; the first ``faulty`` of them collude."""
+    return [Witness(world, i, faulty=i < faulty) for i in range(len(world.witness_cosigners))]
 
 
 class Simulator:
     """A simulated distributor over a fixed-seed :class:`World` (see the module docstring)."""
 
-    def __init__(self, world: World | None = None, *, witness: Witness | None = None) -> None:
+    def __init__(self, world: World | None = None, *, witness: Witness | None = None,
+                 witnesses: list[Witness] | None = None) -> None:
         self.world = world or World()
-        self.witness = witness
+        #: The witnesses this log asks to cosign every checkpoint it serves, in order (a test may change
+        #: the list: a log that stops asking, or asks others).
+        self.witnesses: list[Witness] = [*([witness] if witness is not None else []), *(witnesses or [])]
+        #: Whether the log adds its own freshness cosignature (a log relying on witnesses alone may not).
+        self.log_freshness = True
         self.entries: list[bytes] = []
         self.bundle_index: dict[int, int] = {}       # epoch -> log index
         self.trust_root_index: dict[int, int] = {}   # version -> log index
@@ -240,15 +266,17 @@ class Simulator:
         return Checkpoint(self.world.origin, size, root([leaf_hash(e) for e in self.entries[:size]]))
 
     def checkpoint(self, size: int | None = None, *, timestamp: int | None = None) -> bytes:
-        """The signed checkpoint: log key, freshness cosignature, witness cosignature if given."""
+        """The signed checkpoint: log key, freshness cosignature, the cosignatures of the witnesses that
+        agree to give one."""
         cp = self.tree_head(size)
         timestamp = self.freshness_time if timestamp is None else timestamp
-        cosigs = [self.world.freshness_cosigner.cosign(cp.body(), timestamp)]
-        if self.witness is not None:
-            witnessed = self.witness.cosign(cp, timestamp, self.consistency)
+        cosigs = [self.world.freshness_cosigner.cosign(cp.body(), timestamp)] if self.log_freshness else []
+        for witness in self.witnesses:
+            witnessed = witness.cosign(cp, timestamp, self.consistency)
             if witnessed is not None:
                 cosigs.append(witnessed)
-        return add_cosignatures(sign_checkpoint(cp, self.world.log_note), cosigs)
+        signed = sign_checkpoint(cp, self.world.log_note)
+        return add_cosignatures(signed, cosigs) if cosigs else signed
 
     def consistency(self, size1: int, size2: int) -> list[bytes]:
         return consistency_proof(size1, size2, self._reader())
@@ -459,4 +487,4 @@ class SimulatorAdapter(BaseAdapter):
         pass
 
 
-__all__ = ["BASE_URL", "SimResponse", "Simulator", "SimulatorAdapter", "Witness", "endless"]
+__all__ = ["BASE_URL", "SimResponse", "Simulator", "SimulatorAdapter", "Witness", "endless", "witnesses"]
