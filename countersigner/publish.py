@@ -484,8 +484,9 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
         log_entry = parse_json_body(body, "distributor response")
         if not isinstance(log_entry, dict):
             raise PublishError("distributor response: expected a JSON object")
+        pending = " (visible to clients once the log's witnesses cosign it)" if log_entry.get("visible") is False else ""
         progress(f"[8/8] distributor {'appended' if status == 201 else 'already had'} it at index "
-                 f"{log_entry.get('index')}")
+                 f"{log_entry.get('index')}{pending}")
     else:
         progress("[8/8] no --distributor: bundle not posted")
     return PublishResult(bundle, Path(req.out), keyset, verified.statement, anchor_key, cs_signer.public_key,

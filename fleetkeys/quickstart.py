@@ -1,13 +1,17 @@
 """``fleetkeys quickstart``: the whole system on one machine, on the embedded defaults.
 
-It starts a real anchor signer and a real distributor (SQLite) as separate processes under gunicorn,
-publishes three epochs through the real pipeline over HTTP (a first fleet, a second fleet, a
-revocation), verifies each with the client library exactly as an app would, and keeps serving until
-Ctrl-C (or stops with ``--exit``). Everything lives in the data directory::
+It starts a real anchor signer, three witnesses (C2SP tlog-witness; the trust root requires 2 of the
+3) and a real distributor (SQLite) as separate processes under gunicorn, publishes three epochs
+through the real pipeline over HTTP (a first fleet, a second fleet, a revocation), verifies each
+with the client library exactly as an app would, and keeps serving until Ctrl-C (or stops with
+``--exit``). An epoch is shown as verified once the client accepts it,
+that is once two witnesses cosigned the checkpoint that holds it (the distributor asks them as
+soon as the bundle is appended). Everything lives in the data directory::
 
     DATA/operator.key            the operator's countersign key (0600)
     DATA/signer/                 the anchor signer: key, journal, tokens
     DATA/distributor/            the log: log and freshness keys, SQLite database, static tiles
+    DATA/witnesses/wN/           witness N: its cosignature key (0600) and its state
     DATA/trust-root.json         the trust root an app would ship
     DATA/keysets/epoch-N.json    the keysets published, DATA/bundles/epoch-N.json the bundles
     DATA/client/state.json       the client's verified state
@@ -52,11 +56,12 @@ from verifier.atomicfile import create_exclusive, fsync_dir, write_atomic
 from verifier.audit import keyset_changes
 from verifier.bundle import parse_bundle
 from verifier.client import Client
-from verifier.errors import VerificationError
+from verifier.cosignature import verify_cosignatures
+from verifier.errors import EmptyLogError, VerificationError
 from verifier.keyset import Fleet, Keyset, format_time, parse_keyset, parse_time
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
 from verifier.signatures import KeyGroup
-from verifier.trustroot import LogConfig, encode_envelope, encode_trust_root_body
+from verifier.trustroot import LogConfig, TrustRoot, encode_envelope, encode_trust_root_body, load_trust_root
 
 NAMESPACE = "example.messenger/backup-vaults/v1"
 ORIGIN = "fleetkeys.local/log"
@@ -67,6 +72,11 @@ STOP_BOUND = 10.0
 #: Seconds they get after a second signal.
 QUICK_BOUND = 2.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+#: The quick start's witnesses (names; the trust root requires :data:`WITNESS_THRESHOLD` of them).
+WITNESSES = ("w1.witness.fleetkeys.local", "w2.witness.fleetkeys.local", "w3.witness.fleetkeys.local")
+WITNESS_THRESHOLD = 2
+#: Seconds the quick start waits for a published epoch to be witnessed and visible to the client.
+VISIBLE_WITHIN = 60.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -214,8 +224,11 @@ class _Services:
                  "stopped: nothing is left running")
 
 
-def _free_port(preferred: int) -> int:
+def _free_port(preferred: int, taken: tuple[str, ...] = ()) -> int:
+    """``preferred`` if it is free and not in ``taken`` (URLs already handed out), else any free port."""
     for port in (preferred, 0):
+        if port and any(url.endswith(f":{port}") for url in taken):
+            continue
         with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -306,7 +319,21 @@ def _keyset_json(epoch: int, previous: bytes, fleets: list[Fleet], now: int) -> 
     }, indent=2).encode() + b"\n"
 
 
-def _ensure_trust_root(data: Path, anchor: bytes, operator: bytes, log_key: bytes, freshness: bytes, now: int) -> Path:
+def _refresh(client: Client) -> Any:
+    """``client.refresh()``, or ``None`` while the log clients see is still empty."""
+    try:
+        return client.refresh()
+    except EmptyLogError:
+        return None
+
+
+def _witnessed_by(checkpoint: bytes, root: TrustRoot) -> list[str]:
+    """The names of ``root``'s witnesses whose cosignatures on ``checkpoint`` verify (for the display)."""
+    return sorted(c.verifier.name for c in verify_cosignatures(checkpoint, root.witnesses.keys, 0))
+
+
+def _ensure_trust_root(data: Path, anchor: bytes, operator: bytes, log_key: bytes, freshness: bytes,
+                       witnesses: list[NoteVerifier], now: int) -> Path:
     path = data / "trust-root.json"
     if not path.exists():
         body = encode_trust_root_body(
@@ -315,7 +342,7 @@ def _ensure_trust_root(data: Path, anchor: bytes, operator: bytes, log_key: byte
             countersigners=KeyGroup((NoteVerifier.from_public_key("operator.local", operator),), 1),
             log=LogConfig(ORIGIN, NoteVerifier.from_public_key(ORIGIN, log_key),
                           NoteVerifier.from_public_key(ORIGIN + "/freshness", freshness, ALG_COSIGNATURE_V1), 3600),
-            witnesses=KeyGroup((), 0),
+            witnesses=KeyGroup(tuple(witnesses), WITNESS_THRESHOLD),
             expires_at=now + 5 * 365 * DAY)
         write_atomic(path, encode_envelope(body), mode=0o644)
     return path
@@ -327,9 +354,9 @@ def _ensure_trust_root(data: Path, anchor: bytes, operator: bytes, log_key: byte
 @click.option("--port", default=8080, show_default=True, help="Distributor port (a free one if busy).")
 @click.option("--signer-port", default=8090, show_default=True, help="Anchor signer port (a free one if busy).")
 def quickstart_cmd(data_dir: str, exit_after: bool, port: int, signer_port: int) -> None:
-    """Run signer + distributor locally, publish three epochs, verify them as an app would.
+    """Run signer, 3 witnesses and distributor locally, publish three epochs, verify them as an app would.
 
-    SIGTERM, SIGHUP or Ctrl-C stops it and both services (within 10 s; a second one at once)."""
+    SIGTERM, SIGHUP or Ctrl-C stops it and every service (within 10 s; a second one at once)."""
     signals = _Signals()
     try:
         with _Services(signals) as services:
@@ -344,7 +371,7 @@ def _quickstart(data: Path, exit_after: bool, port: int, signer_port: int, signa
                 services: _Services) -> None:
     from countersigner.publish import PublishError, PublishRequest, publish
 
-    for sub in ("", "keysets", "bundles", "distributor"):
+    for sub in ("", "keysets", "bundles", "distributor", "witnesses"):
         (data / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     now = int(time.time())
     operator = _key(data / "operator.key")
@@ -352,22 +379,38 @@ def _quickstart(data: Path, exit_after: bool, port: int, signer_port: int, signa
     freshness = _key(data / "distributor" / "freshness.key")
     _token(data / "distributor" / "publish.token")
     signer_url = f"http://127.0.0.1:{_free_port(signer_port)}"
-    dist_url = f"http://127.0.0.1:{_free_port(port)}"
+    dist_url = f"http://127.0.0.1:{_free_port(port, (signer_url,))}"
 
     click.echo(f"data directory: {data}")
     with signals.held():  # a half-initialised signer directory would make the next run fail
         subprocess.run([sys.executable, "-m", "fleetkeys", "signer", "init", "--data", str(data / "signer"),
                         "--namespace", NAMESPACE], check=True, stdout=subprocess.DEVNULL, start_new_session=True)
-    signer = services.start(["signer", "serve", "--data", str(data / "signer"), "--port",
+    services.start(["signer", "serve", "--data", str(data / "signer"), "--port",
                              signer_url.rsplit(":", 1)[1]], data / "signer.log", f"{signer_url}/info", "anchor signer")
     anchor = bytes.fromhex(requests.get(f"{signer_url}/info", timeout=10).json()["keys"][0]["public_key"])
-    root_path = _ensure_trust_root(data, anchor, operator, log_key, freshness, now)
     click.echo(f"anchor signer:  {signer_url}  (key {anchor.hex()})")
-    dist = services.start(["serve", "--data", str(data / "distributor"), "--port", dist_url.rsplit(":", 1)[1],
-                           "--origin", ORIGIN, "--trust-root", str(root_path), "--workers", "1"],
+    log_vkey = NoteVerifier.from_public_key(ORIGIN, log_key).vkey
+    witness_options: list[str] = []
+    witness_keys: list[NoteVerifier] = []
+    for i, name in enumerate(WITNESSES, 1):
+        home = data / "witnesses" / f"w{i}"
+        home.mkdir(mode=0o700, exist_ok=True)
+        key = NoteVerifier.from_public_key(name, _key(home / "witness.key"), ALG_COSIGNATURE_V1)
+        url = f"http://127.0.0.1:{_free_port(signer_port + i, (signer_url, dist_url))}"
+        services.start(["witness", "serve", "--name", name, "--key", f"file:{home / 'witness.key'}", "--data",
+                        str(home / "state"), "--log", f"{ORIGIN}={log_vkey}", "--port", url.rsplit(":", 1)[1],
+                        "--workers", "1"], data / f"witness-{i}.log", f"{url}/", f"witness {i}")
+        witness_keys.append(key)
+        witness_options += ["--witness", f"{url}={key.vkey}"]
+        click.echo(f"witness {i}:      {url}  ({key.vkey})")
+    root_path = _ensure_trust_root(data, anchor, operator, log_key, freshness, witness_keys, now)
+    services.start(["serve", "--data", str(data / "distributor"), "--port", dist_url.rsplit(":", 1)[1],
+                           "--origin", ORIGIN, "--trust-root", str(root_path), "--workers", "1", *witness_options],
                           data / "distributor.log", f"{dist_url}/api/v1/info", "distributor")
     click.echo(f"distributor:    {dist_url}  (log {ORIGIN}, SQLite in {data / 'distributor'})")
-    click.echo(f"trust root:     {root_path}")
+    root = load_trust_root(root_path.read_bytes())
+    click.echo(f"trust root:     {root_path}  (witnesses required: {root.witnesses.threshold} of "
+               f"{len(root.witnesses.keys)})")
 
     client = Client(dist_url, root_path.read_bytes(), data / "client")
     seen = client.state.saved_keyset
@@ -386,7 +429,16 @@ def _quickstart(data: Path, exit_after: bool, port: int, signer_port: int, signa
                 progress=lambda line: click.echo(f"   {line}"), now=now)
         except PublishError as exc:
             raise click.ClickException(f"publish failed: {exc}") from exc
-        update = client.refresh()
+        started = time.monotonic()
+        while (update := _refresh(client)) is None or update.epoch < epoch:
+            # Appended and acknowledged; visible to clients once the witnesses cosigned it.
+            if time.monotonic() - started > VISIBLE_WITHIN:
+                raise click.ClickException(f"epoch {epoch} was appended but not witnessed within "
+                                           f"{VISIBLE_WITHIN:g} s; see {data / 'distributor.log'}")
+            time.sleep(0.1)
+        if root.witnesses.threshold:
+            names = _witnessed_by(requests.get(f"{dist_url}/checkpoint", timeout=10).content, root)
+            click.echo(f"   witnessed by {', '.join(names)} within {time.monotonic() - started:.1f} s")
         verified = client.state.saved_keyset
         changes = ", ".join(keyset_changes(seen, verified).describe()) or "no change"
         click.echo(f"   client verified epoch {update.epoch} (log size {update.checkpoint_size}): {changes}")
@@ -411,8 +463,8 @@ def _quickstart(data: Path, exit_after: bool, port: int, signer_port: int, signa
     click.echo(f"epochs:                 {dist_url}/api/v1/epochs")
     if exit_after:
         return
-    click.echo("serving; Ctrl-C (or SIGTERM, SIGHUP) stops it and both services")
-    while signer.poll() is None and dist.poll() is None:
+    click.echo("serving; Ctrl-C (or SIGTERM, SIGHUP) stops it and every service")
+    while all(proc.poll() is None for _, proc in services.procs):
         time.sleep(0.5)
     raise click.ClickException("a service exited unexpectedly; see the logs in the data directory")
 

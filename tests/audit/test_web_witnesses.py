@@ -33,10 +33,20 @@ K = 2
 
 def with_witnesses(info_body: bytes) -> bytes:
     """``/api/v1/info`` with its trust root's witnesses replaced by :data:`WITNESSES`, 2 required."""
+    return edit_witnesses(info_body, {"keys": [w.verifier.vkey for w in WITNESSES], "threshold": K})
+
+
+def without_witnesses(info_body: bytes) -> bytes:
+    """``/api/v1/info`` with its trust root's witness threshold set to 0."""
+    return edit_witnesses(info_body, None)
+
+
+def edit_witnesses(info_body: bytes, witnesses: dict | None) -> bytes:
+    """``/api/v1/info`` with its trust root's ``witnesses`` replaced (``None``: threshold 0)."""
     info = json.loads(info_body)
     envelope = json.loads(base64.b64decode(info["trust_root"]))
     body = json.loads(base64.b64decode(envelope["root"]))
-    body["witnesses"] = {"keys": [w.verifier.vkey for w in WITNESSES], "threshold": K}
+    body["witnesses"] = witnesses if witnesses is not None else {**body["witnesses"], "threshold": 0}
     raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     envelope["root"] = base64.b64encode(raw).decode()
     info["trust_root"] = base64.b64encode(json.dumps(envelope, sort_keys=True, separators=(",", ":")).encode()).decode()
@@ -121,10 +131,18 @@ def test_page_refuses_a_witness_line_that_does_not_verify(quickstart: Quickstart
     assert page.ids["status"].startswith("Clients refuse this checkpoint")
 
 
-def test_page_without_witnesses_still_shows_the_log_freshness(quickstart: Quickstart, browser: Browser) -> None:  # noqa: F811
+def test_page_verifies_the_quickstarts_own_witnesses(quickstart: Quickstart, browser: Browser) -> None:  # noqa: F811
+    """The quick start runs 3 witnesses and its trust root requires 2: the page checks their real
+    cosignatures, with no proxy in between."""
     info = requests.get(quickstart.url + "/api/v1/info", timeout=10).json()
     body = json.loads(base64.b64decode(json.loads(base64.b64decode(info["trust_root"]))["root"]))
-    if body["witnesses"]["threshold"]:
-        pytest.skip("the quickstart's own trust root requires witnesses")
+    assert body["witnesses"]["threshold"] == 2 and len(body["witnesses"]["keys"]) == 3
     page = open_page(browser, quickstart.url + "/")
+    assert page.ids["cp-fresh"].startswith("witnessed: ") and "of 3 witnesses" in page.ids["cp-fresh"]
+    assert not page.ids["status"].startswith("Clients refuse")
+
+
+def test_page_without_witnesses_still_shows_the_log_freshness(quickstart: Quickstart, browser: Browser) -> None:  # noqa: F811
+    with TamperingProxy(quickstart.url, {"/api/v1/info": without_witnesses}) as proxy:
+        page = open_page(browser, proxy.url + "/")
     assert "by the log's freshness key" in page.ids["cp-fresh"]

@@ -20,13 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from fleetkeys.quickstart import ORIGIN
+from fleetkeys.quickstart import ORIGIN, WITNESSES
 from keys import load_signer
 from verifier.bundle import parse_bundle
 from verifier.checkpoint import Checkpoint, sign_checkpoint
 from verifier.client import Client
 from verifier.cosignature import CosignatureSigner, add_cosignatures
-from verifier.errors import ConsistencyError, FormatError, SizeLimitError
+from verifier.errors import ConsistencyError, FormatError, SizeLimitError, ThresholdError
 from verifier.follow import apply_entry, with_tree_head
 from verifier.merkle import frontier_append, frontier_root, leaf_hash, root
 from verifier.note import MAX_NOTE_SIZE, NoteSigner
@@ -163,14 +163,22 @@ def test_cdn_serving_the_older_log_to_a_new_client_is_refused(serving, proxy, tm
 
 def test_rollback_by_a_stolen_log_key_over_http_is_refused(serving, client, proxy):
     """With the log's private keys (stolen, or the log misbehaving) the proxy signs and freshly cosigns the
-    tree head of the first two entries: validly signed, but smaller than the one the client saw."""
+    tree head of the first two entries: validly signed, but smaller than the one the client saw. The
+    quick start's trust root requires 2 of its 3 witnesses, which never cosigned that head: refused.
+    With the keys of every witness stolen too, the consistency check still refuses it."""
     data, _, _, _ = serving
     log_key = load_signer(f"file:{data / 'distributor' / 'log.key'}")
     freshness = load_signer(f"file:{data / 'distributor' / 'freshness.key'}")
     head = Checkpoint(ORIGIN, 2, root([leaf_hash(e) for e in _entries(serving)[:2]]))
+    now = int(time.time())
     older = add_cosignatures(sign_checkpoint(head, NoteSigner.from_signer(ORIGIN, log_key)),
-                             [CosignatureSigner(ORIGIN + "/freshness", freshness).cosign(head.body(), int(time.time()))])
+                             [CosignatureSigner(ORIGIN + "/freshness", freshness).cosign(head.body(), now)])
     proxy.rewrite_body = lambda path, body: older if path == "/checkpoint" else body
+    _refused(client, ThresholdError, "witness cosignatures: 0 distinct trusted keys cosigned, 2 required")
+    witnessed = add_cosignatures(older, [
+        CosignatureSigner(name, load_signer(f"file:{data / 'witnesses' / f'w{i}' / 'witness.key'}")).cosign(
+            head.body(), now) for i, name in enumerate(WITNESSES, 1)])
+    proxy.rewrite_body = lambda path, body: witnessed if path == "/checkpoint" else body
     _refused(client, ConsistencyError, "checkpoint size 2 is smaller than the size 3 already seen")
 
 

@@ -34,7 +34,7 @@ from distributor.cli import EXPORT_STOP_BOUND
 from distributor.server import GRACEFUL_TIMEOUT
 from distributor.server import STOP_BOUND as DISTRIBUTOR_STOP_BOUND
 from distributor.storage import open_storage
-from fleetkeys.quickstart import NAMESPACE
+from fleetkeys.quickstart import NAMESPACE, WITNESSES
 from fleetkeys.quickstart import STOP_BOUND as QUICKSTART_STOP_BOUND
 from signer.server import STOP_BOUND as SIGNER_STOP_BOUND
 from tests.distributor.conftest import make_log
@@ -366,6 +366,8 @@ def run_again(tmp_path: Path, mark: str, ports: tuple[int, int]) -> str:
 def services_stopped_cleanly(data: Path) -> None:
     assert "fleetkeys-signer stopped on SIGTERM" in last_line(data / "signer.log")
     assert "fleetkeys-distributor stopped on SIGTERM" in last_line(data / "distributor.log")
+    for i in range(1, len(WITNESSES) + 1):
+        assert "fleetkeys-witness stopped on SIGTERM" in last_line(data / f"witness-{i}.log")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=["SIGTERM", "SIGHUP", "SIGINT"])
@@ -373,7 +375,9 @@ def test_quickstart_stops_every_process_it_started(tmp_path, mark, sig):
     ports = (free_port(), free_port())
     qs = Quickstart(tmp_path, mark, ports, "qs")
     qs.wait_line("serving")
-    wait_for(lambda: len(marked(mark)) == 5, START_TIMEOUT, "itself, and each service's master and worker")
+    # Itself, then a gunicorn master and one worker for the signer, the distributor and each witness.
+    wait_for(lambda: len(marked(mark)) == 1 + 2 * (2 + len(WITNESSES)), START_TIMEOUT,
+             "itself, and each service's master and worker")
     qs.proc.send_signal(sig)
     assert_gone(qs.proc, mark, list(ports), QUICKSTART_STOP_BOUND, "fleetkeys quickstart")
     assert qs.proc.returncode == 0
