@@ -348,6 +348,18 @@ def _latest_in_log(http: HttpClient, url: str) -> tuple[Keyset, int | None] | No
     return keyset, index if type(index) is int else None
 
 
+def _awaiting_witnesses(http: HttpClient, url: str) -> int:
+    """How many entries the distributor appended that are not visible yet (awaiting witnesses; its
+    unauthenticated ``/api/v1/info`` hint: only used to explain a chain check that cannot be made)."""
+    status, body = _request(http, "GET", url.rstrip("/") + "/api/v1/info", "distributor", retry=True)
+    if status != 200:
+        return 0
+    info = parse_json_body(body, "distributor info")
+    if not isinstance(info, dict) or type(info.get("size")) is not int or type(info.get("appended_size")) is not int:
+        return 0
+    return max(0, info["appended_size"] - info["size"])
+
+
 def _ask_anchor(http: HttpClient, req: PublishRequest, keyset: Keyset) -> AnchorResponse:
     headers = {"Authorization": f"Bearer {req.signer_token}", "Content-Type": "application/json"}
     base = req.signer_url.rstrip("/")
@@ -445,9 +457,14 @@ def publish(req: PublishRequest, *, progress: Callable[[str], None] = print, now
                 check_next_epoch(last, keyset)
             except ChainError as exc:
                 where = "the log is empty" if last is None else f"the log's latest is epoch {last.epoch}"
-                raise PublishError(f"{where}: {exc}") from None
-            progress("[4/8] log is empty: publishing epoch 1" if last is None else
-                     f"[4/8] log's latest is epoch {last.epoch} (index {index}); previous matches")
+                pending = _awaiting_witnesses(http, req.distributor_url)
+                if not pending:
+                    raise PublishError(f"{where}: {exc}") from None
+                progress(f"[4/8] {where} among the entries clients see, but {pending} more await witness "
+                         "cosignatures: the signer and the distributor check the chain against them")
+            else:
+                progress("[4/8] log is empty: publishing epoch 1" if last is None else
+                         f"[4/8] log's latest is epoch {last.epoch} (index {index}); previous matches")
     else:
         progress("[4/8] no --distributor: log chain not checked")
 

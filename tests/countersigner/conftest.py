@@ -35,15 +35,24 @@ class StandInDistributor:
 
     def __init__(self) -> None:
         self.bundles: list[bytes] = []
+        #: How many entries clients see (``None``: all); fewer while "witnesses" have not cosigned.
+        self.visible: int | None = None
         app = Flask("standin")
+
+        def shown() -> list[bytes]:
+            return self.bundles if self.visible is None else self.bundles[:self.visible]
 
         @app.get("/api/v1/bundles/latest")
         def latest():
-            if not self.bundles:
+            if not shown():
                 return jsonify({"error": "the log is empty"}), 404
-            ks = parse_keyset(parse_bundle(self.bundles[-1]).keyset)
-            return jsonify({"bundle": base64.b64encode(self.bundles[-1]).decode(), "epoch": ks.epoch,
-                            "index": len(self.bundles) - 1, "proof": "c2sp.org/tlog-proof@v1\n"})
+            ks = parse_keyset(parse_bundle(shown()[-1]).keyset)
+            return jsonify({"bundle": base64.b64encode(shown()[-1]).decode(), "epoch": ks.epoch,
+                            "index": len(shown()) - 1, "proof": "c2sp.org/tlog-proof@v1\n"})
+
+        @app.get("/api/v1/info")
+        def info():
+            return jsonify({"size": len(shown()), "appended_size": len(self.bundles)})
 
         @app.post("/api/v1/bundles")
         def post():

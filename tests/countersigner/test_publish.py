@@ -102,6 +102,20 @@ def test_log_chain_checked_before_the_signer_is_asked(operator, distributor):
     assert [e["kind"] for e in operator.journal()] == ["signed", "namespace-created"]
 
 
+def test_publishing_on_top_of_an_epoch_awaiting_witnesses(operator, distributor):
+    """Epoch 1 is appended but not yet visible (its checkpoint awaits witness cosignatures): the early
+    chain check cannot be made against what clients see, so publish says so and leaves the chain to
+    the signer and the distributor, which both check it against what they hold."""
+    ks1, ks2 = chain(operator.namespace, 2, trust_root=operator.world.root_ref())
+    args = ("--distributor", distributor.url, "--token-file", str(operator.publish_token_file))
+    assert run(operator, write(operator, "k1.json", ks1), *args).exit_code == 0
+    distributor.visible = 0
+    res = run(operator, write(operator, "k2.json", ks2), *args)
+    assert res.exit_code == 0, res.output
+    assert "the log is empty among the entries clients see, but 1 more await witness cosignatures" in res.output
+    assert len(distributor.bundles) == 2
+
+
 def test_invalid_keysets_are_refused_before_the_signer_is_asked(operator):
     good = json.loads(make_keyset(operator.namespace, 1))
     cases = {
