@@ -20,7 +20,6 @@ from distributor.witnessing import LEASE_META, Witnessing, cosignature_line, par
 from tests.distributor.conftest import make_log
 from tests.factory import World, fleet
 from tests.service_process import free_port, wait_for
-from tests.witnesses import start_witnesses
 from verifier.checkpoint import open_checkpoint
 from verifier.cosignature import verify_cosignatures
 from verifier.note import parse_note
@@ -36,11 +35,8 @@ def wworld() -> World:
 
 
 @pytest.fixture
-def witnesses(wworld, tmp_path):
-    procs = start_witnesses(wworld, tmp_path / "witnesses")
-    yield procs
-    for w in procs:
-        w.stop()
+def world(wworld) -> World:
+    return wworld
 
 
 def endpoints(procs):

@@ -19,7 +19,6 @@ import requests
 from tests.distributor.helpers import ServeProcess, world_data_dir
 from tests.factory import World, fleet
 from tests.service_process import wait_for
-from tests.witnesses import start_witnesses
 from verifier.checkpoint import open_checkpoint
 from verifier.client import Client
 from verifier.cosignature import verify_cosignatures
@@ -35,14 +34,6 @@ TOKEN = "test-publish-token-0123456789"
 @pytest.fixture
 def world() -> World:
     return World(witness_count=3, witness_threshold=2)
-
-
-@pytest.fixture
-def witnesses(world, tmp_path):
-    procs = start_witnesses(world, tmp_path / "witnesses")
-    yield procs
-    for w in procs:
-        w.stop()
 
 
 def serve(world, tmp_path, name: str, witness_procs, *extra: str) -> ServeProcess:
