@@ -1,105 +1,101 @@
-"""Audit replay: read the whole log from its C2SP tiles and check every entry ever published.
+"""Audit replay: read the log from its C2SP tiles and check every entry ever published, streaming.
 
-An auditor does not take the distributor's word for anything. :func:`replay_log` takes the signed
-checkpoint, a ``fetch(path) -> bytes`` function for the C2SP tile paths (HTTP, a static directory,
-anything: it is injected, so this module does no I/O), the auditor's trust root and a clock value,
-and returns a frozen :class:`AuditReport`: one :class:`EntryRecord` per log entry and every
-:class:`Problem` found. Steps, in this order:
+An auditor does not take the distributor's word for anything. :func:`replay_log` reads the log
+through the client's own reader (a :class:`~verifier.fetch.Fetcher` — HTTP mirrors or a static
+directory — and :class:`verifier.client.LogReader`), checks it against the auditor's trust root and
+a clock value, and reports each entry (:class:`EntryRecord`) and each :class:`Problem` to callbacks
+as it goes; it keeps nothing per entry, so its memory is bounded by the current keyset, the
+revocation marks and a few hundred hashes, whatever the size of the log. Steps, in this order
+(``bundles/FORMAT.md`` §15):
 
-1. **Checkpoint.** The log key of the trust root signs the checkpoint and the origin is the trusted
-   one (``verifier.checkpoint.open_checkpoint``). Failure is fatal: nothing else can be believed.
-   Then, not fatal: the log's freshness cosignature is present and ``now - max_age <= time <= now +
-   300`` (``verifier.cosignature``), and the witness threshold when the trust root asks for witnesses.
-2. **Entries.** Every entry bundle ``tile/entries/<N>[.p/<W>]`` of the checkpoint's tree (full and
-   the right-edge partial one, ``verifier.tiles``) is fetched and decoded; a size above
-   ``max_entries`` or a fetch above :func:`max_fetch_size` is refused before anything is read.
-3. **Root.** The RFC 9162 root of the leaf hashes ``SHA-256(0x00 || entry)`` must equal the
-   checkpoint's root (else ``ProofError``). A mismatch, or an entry bundle that cannot be fetched or
-   decoded, is fatal: the report then lists no entries, because none of them is authenticated.
-4. **Hash tiles.** Every hash tile ``tile/<L>/<N>[.p/<W>]`` (level 0 = the leaf hashes, level L+1 =
-   the roots of the full tiles of level L) must hold exactly the hashes the entries imply; clients
-   build their proofs from them. A wrong or missing tile is a problem, not fatal.
-5. **Walk**, entry by entry, in log order, with the trust root in force at that position (the one
-   given, then each logged rotation that verified):
+1. **Checkpoint.** ``GET checkpoint``; the log key of the trust root in force signs it and the origin
+   is the trusted one. Failure is fatal: nothing else can be believed. Then, not fatal: the time that
+   vouches for it (the log's freshness cosignature, or the witness threshold when the trust root
+   asks for witnesses: ``verifier.cosignature.checkpoint_time``) is within ``max_age`` and not older
+   than the one a saved state saw; with a saved state (:mod:`verifier.auditstate`), the tree is not
+   smaller and, at the same size, has the same root (else fatal ``ConsistencyError``).
+2. **Entries, in chunks** that end on entry-bundle boundaries (256 entries), from the saved size (0
+   without a state) to the checkpoint's. Each chunk is **authenticated before anything in it is
+   reported**: its leaf hashes ``SHA-256(0x00 || entry)`` extend the Merkle frontier, and the root must
+   be the checkpoint's (last chunk) or be proven a prefix of it by a consistency proof computed from
+   hash tiles (earlier chunks). A chunk that fails is a fatal ``ProofError``/``ConsistencyError``:
+   nothing of it or after it is reported. An entry bundle that does not decode is a fatal
+   ``FormatError``; one that cannot be read raises :class:`~verifier.errors.FetchError` (not a verdict
+   on the log).
+3. **Hash tiles.** Every hash tile ``tile/<L>/<N>[.p/<W>]`` must hold exactly the hashes the entries
+   imply (full tiles as they complete, the partial ones at the end); clients build their proofs from
+   them. A wrong or missing tile is a problem, not fatal.
+4. **Signatures**, the independent part, on ``jobs`` worker processes: every bundle passes
+   ``verifier.bundle.verify_bundle`` under the trust root in force at its position (both thresholds,
+   statement, digest, keyset, and the root the keyset names, FORMAT.md §3.3). Trust-root rotations are
+   checked by the reader as it reads (``verify_rotation`` against the root in force; the new root must
+   keep this log's origin and log key), so the root each bundle needs is known before it is checked.
+5. **Walk**, entry by entry in log order: a verified bundle's epoch must be exactly the last adopted
+   epoch + 1 with ``previous`` naming it and ``issued_at`` not going back (``check_next_epoch``:
+   ``ChainError``, the later epoch adopted so the walk goes on; ``RollbackError`` for an epoch logged
+   again, equivocation when the keyset differs); and the revocation rule over the whole history
+   (``check_revocations``: ``RollbackError`` at the index, the keyset still adopted; more than
+   ``MAX_REVOKED`` marks is one ``SizeLimitError`` and no more marks are kept). A failing entry is
+   reported with its error class and message and the walk continues; an entry that did not verify
+   never becomes the base of the chain checks.
+6. **End**: the partial hash tiles; the root in force at the end has not expired at ``now`` (and the
+   checkpoint's time is checked again under it if a rotation changed the log or witness keys).
 
-   * a trust-root envelope (``fleetkeys/trust-root/v1``) must pass ``verifier.trustroot.verify_rotation``
-     against the root in force (then it is in force for the entries after it) and keep this log's
-     origin and log key;
-   * any other entry must be a bundle that passes ``verifier.bundle.verify_bundle`` under the root
-     in force, which includes the root its keyset names (``check_names_root``, FORMAT.md §3.3: a
-     keyset naming a newer version than the root in force at its position is a ``TrustRootError``
-     there, one naming that version with another body digest a ``MismatchError``); its epoch must be
-     exactly the last verified epoch + 1 (``ChainError`` for a gap, with the later epoch adopted so
-     the walk goes on; ``RollbackError`` for an epoch logged again, equivocation when the keyset
-     differs) and its ``previous`` must name the last verified keyset
-     (``verifier.keyset.check_next_epoch``);
-   * the revocation rule over the whole history (FORMAT.md §3.2, ``verifier.update.check_revocations``):
-     an adopted keyset with an active fleet whose fleet id or public key any earlier adopted keyset
-     revoked is a ``RollbackError`` at its index (the keyset is still adopted, so the chain checks of
-     the next epochs go on from it); more than ``MAX_REVOKED`` marks is a ``SizeLimitError``. The
-     marks of every adopted keyset are remembered, whatever its problems.
-
-   A failing entry is recorded with its error class and message and the walk continues; an entry
-   that did not verify never becomes the base of the chain checks.
-6. **Trust root expiry**: the root in force at the end must not have expired at ``now``.
-
-What changed between epochs (:class:`KeysetChanges`) is computed between consecutive *verified*
-epochs: fleets added, removed, status changes and key changes (same fleet id, another key).
-
-Key fingerprints (:func:`fingerprint`) are ``sha256:`` and the first 16 bytes of
-``SHA-256(public key bytes)`` in lower-case hex; the audit web page shows the same value.
+What changed between epochs (:class:`KeysetChanges`) is computed between consecutive *adopted* epochs.
+Key fingerprints (:func:`fingerprint`) are ``sha256:`` and the first 16 bytes of SHA-256(public key)
+in lower-case hex; the audit web page shows the same value.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .auditstate import AuditState, FirstProblem
 from .bundle import FORMAT as BUNDLE_FORMAT
 from .bundle import parse_bundle, verify_bundle
-from .checkpoint import open_checkpoint
-from .cosignature import check_fresh, verify_cosignatures
-from .errors import FetchError, FormatError, ProofError, RollbackError, SizeLimitError, TrustRootError, VerificationError
+from .checkpoint import SignedCheckpoint, open_checkpoint
+from .client import LogReader
+from .cosignature import checkpoint_time
+from .errors import (
+    ConsistencyError,
+    FetchError,
+    FormatError,
+    ProofError,
+    RollbackError,
+    SizeLimitError,
+    TrustRootError,
+    VerificationError,
+)
+from .fetch import Fetcher
 from .keyset import Fleet, Keyset, check_next_epoch, format_time, parse_keyset
-from .merkle import HASH_SIZE, leaf_hash, root
+from .merkle import HASH_SIZE, frontier_append, frontier_root, leaf_hash, root, verify_consistency
+from .note import MAX_NOTE_SIZE
 from .signatures import KeyGroup
 from .statement import parse_statement
-from .tiles import (
-    MAX_ENTRY_SIZE,
-    TILE_WIDTH,
-    decode_entry_bundle,
-    entries_path,
-    parse_tile_path,
-    tile_hashes,
-    tile_width_at,
-    tiles_for_size,
-)
+from .tiles import TILE_HEIGHT, TILE_WIDTH, TileRef, entries_path, tile_hashes, tile_width_at
 from .trustroot import FORMAT as TRUST_ROOT_FORMAT
 from .trustroot import TrustRoot, parse_envelope, parse_trust_root_body, verify_rotation
-from .update import check_revocations, revocation_marks
+from .update import FRESHNESS_SLACK, MAX_REVOKED, check_revocations, revocation_marks
 
-#: Largest log this replay reads (entries); a bigger checkpoint is refused before any fetch.
-MAX_ENTRIES = 1_000_000
 _BUNDLE_PREFIX = b'{"format":"' + BUNDLE_FORMAT.encode() + b'"'
 _ROOT_PREFIX = b'{"format":"' + TRUST_ROOT_FORMAT.encode() + b'"'
-
-Fetch = Callable[[str], bytes]
-"""``fetch(path) -> bytes`` for a C2SP tile path such as ``tile/entries/000.p/3``; raises
-:class:`TileUnavailable` when the path cannot be read (other exceptions propagate)."""
+#: Below this many new entries the signatures are checked in this process (a pool costs ~0.2 s to start).
+PARALLEL_MIN = 2 * TILE_WIDTH
 
 
-class TileUnavailable(FetchError):
-    """The injected fetch function could not read a tile path (missing file, HTTP error, timeout)."""
-
-
-def max_fetch_size(path: str) -> int:
-    """The most bytes a tile path may hold: ``W * 32`` for a hash tile, ``W * (2 + 65535)`` for an
-    entry bundle of width ``W``. Raises :class:`FormatError` for a path that is not a canonical tile path."""
-    ref = parse_tile_path(path)
-    return ref.width * ((2 + MAX_ENTRY_SIZE) if ref.is_entries else HASH_SIZE)
+def default_jobs() -> int:
+    """Worker processes for the signature checks: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def fingerprint(public_key: bytes) -> str:
@@ -116,7 +112,7 @@ class StatusChange:
 
 @dataclass(frozen=True)
 class KeysetChanges:
-    """What changed from the previous verified epoch to this one."""
+    """What changed from one keyset to another (consecutive adopted epochs, or any two for ``diff``)."""
 
     added: tuple[Fleet, ...] = ()
     removed: tuple[Fleet, ...] = ()
@@ -130,6 +126,12 @@ class KeysetChanges:
                 *(f"{c.fleet_id}: {c.old} -> {c.new}" for c in self.status),
                 *(f"{fid}: new key" for fid in self.rekeyed),
                 *(f"-{f.fleet_id}" for f in self.removed))
+
+    @property
+    def revoked(self) -> tuple[str, ...]:
+        """Fleet ids that became ``revoked`` (or were added revoked)."""
+        return (*(f.fleet_id for f in self.added if f.status == "revoked"),
+                *(c.fleet_id for c in self.status if c.new == "revoked"))
 
     def to_json(self) -> dict[str, Any]:
         return {"added": [f.fleet_id for f in self.added], "removed": [f.fleet_id for f in self.removed],
@@ -155,8 +157,9 @@ class EntryRecord:
     """One log entry as the replay saw it.
 
     ``kind`` is ``"bundle"``, ``"trust-root"`` or ``"unknown"``. When ``verified`` is False the
-    entry failed a check (see the report's problems); its epoch, fleets or version are then what it
-    *claims*, parsed without any signature check, shown so an auditor can see what was logged.
+    entry failed a check (see the problems); its epoch, fleets or version are then what it *claims*,
+    parsed without any signature check, shown so an auditor can see what was logged. ``keyset`` is
+    the adopted keyset of a verified bundle (``None`` otherwise).
     """
 
     index: int
@@ -175,6 +178,9 @@ class EntryRecord:
     root_digest: bytes | None = None
     """SHA-256 of a logged trust-root body."""
     root_changes: tuple[str, ...] = ()
+    keyset: Keyset | None = field(default=None, repr=False, compare=False)
+    new_root: TrustRoot | None = field(default=None, repr=False, compare=False)
+    """The trust root a verified rotation put in force."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "kind": self.kind, "verified": self.verified,
@@ -216,85 +222,167 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class AuditReport:
-    """The result of :func:`replay_log`. ``ok`` only when the root verified and nothing was found."""
+class AuditSummary:
+    """The outcome of one :func:`replay_log` run. ``ok`` only when the whole tree verified and no
+    problem was ever found (this run or, with a saved state, an earlier one)."""
 
     origin: str
     size: int
     root: bytes
     root_verified: bool
+    """Every entry up to the checkpoint's size was authenticated against it (False: fatal, or stopped)."""
     freshness_time: int | None
     trust_root_version: int
-    """The trust root in force after the last entry."""
-    entries: tuple[EntryRecord, ...] = ()
-    problems: tuple[Problem, ...] = ()
+    start_size: int = 0
+    """The audited size the run started from (a saved state's; 0 for a full replay)."""
+    entries_checked: int = 0
+    epochs: int = 0
+    """Verified epochs in the whole log (the saved state's and this run's)."""
+    last_epoch: int | None = None
+    problems: int = 0
+    """Problems found, including those of earlier runs."""
+    earlier_problems: int = 0
+    first_problem: Problem | None = None
+    stopped: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.root_verified and not self.problems
-
-    @property
-    def epochs(self) -> tuple[EntryRecord, ...]:
-        """The verified bundle entries, in log order."""
-        return tuple(e for e in self.entries if e.kind == "bundle" and e.verified)
+        return self.root_verified and self.problems == 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"origin": self.origin, "size": self.size, "root": base64.b64encode(self.root).decode(),
-                "root_verified": self.root_verified, "freshness_time": self.freshness_time,
-                "trust_root_version": self.trust_root_version, "ok": self.ok,
-                "entries": [e.to_json() for e in self.entries], "problems": [p.to_json() for p in self.problems]}
+        return {"origin": self.origin, "size": self.size, "root": self.root.hex(), "root_verified": self.root_verified,
+                "freshness_time": self.freshness_time, "trust_root_version": self.trust_root_version,
+                "start_size": self.start_size, "entries_checked": self.entries_checked, "epochs": self.epochs,
+                "last_epoch": self.last_epoch, "problems": self.problems, "earlier_problems": self.earlier_problems,
+                "first_problem": self.first_problem.to_json() if self.first_problem else None, "ok": self.ok}
 
 
-def _problem(index: int | None, exc: BaseException, *, fatal: bool = False) -> Problem:
-    return Problem(index, type(exc).__name__, str(exc), fatal)
+@dataclass(frozen=True)
+class AuditResult:
+    """:attr:`summary`, and :attr:`state` to save for the next incremental run (``None`` when the run
+    did not end on an authenticated tree head: fatal problem, or stopped inside a chunk)."""
+
+    summary: AuditSummary
+    state: AuditState | None
+    checkpoint: SignedCheckpoint | None = None
+    trust_root: TrustRoot | None = None
+    """The trust root in force where the walk ended."""
 
 
-def _fetch(fetch: Fetch, path: str) -> bytes:
-    data = fetch(path)
-    if not isinstance(data, bytes | bytearray):
-        raise TileUnavailable(f"{path}: the fetch function returned {type(data).__name__}, not bytes")
-    limit = max_fetch_size(path)
-    if len(data) > limit:
-        raise SizeLimitError(f"{path}: {len(data)} bytes, more than the {limit} this tile can hold")
-    return bytes(data)
+# -- step 4: the independent checks, run in worker processes --------------------------------------------
 
 
-def _entries(fetch: Fetch, size: int) -> Iterator[tuple[int, bytes]]:
-    """Every entry of the tree of ``size`` leaves, read from the entry bundles (step 2)."""
-    for n in range((size + TILE_WIDTH - 1) // TILE_WIDTH):
-        width = tile_width_at(0, n, size)
-        path = entries_path(n, width)
-        data = _fetch(fetch, path)
+@dataclass(frozen=True)
+class _Checked:
+    index: int
+    keyset: Keyset | None
+    error: str = ""
+    message: str = ""
+    claimed: EntryRecord | None = None
+
+
+def _claimed_bundle(index: int, entry: bytes, lh: bytes, version: int) -> EntryRecord:
+    """What a bundle that failed verification claims (parsed without believing it)."""
+    kind = "bundle" if entry.startswith(_BUNDLE_PREFIX) else "unknown"
+    epoch = digest = keyset = None
+    try:
+        bundle = parse_bundle(entry)
+        epoch = parse_statement(bundle.statement).epoch
+        digest = hashlib.sha256(bundle.keyset).digest()
+        keyset = parse_keyset(bundle.keyset)
+    except VerificationError:
+        pass
+    return EntryRecord(index, kind, False, lh, version, epoch=epoch, keyset_digest=digest,
+                       issued_at=keyset.issued_at if keyset else None, expires_at=keyset.expires_at if keyset else None,
+                       fleets=keyset.fleets if keyset else ())
+
+
+def check_bundles(roots: Sequence[tuple[bytes, bytes]], items: Sequence[tuple[int, bytes, int]]) -> list[_Checked]:
+    """Step 4 for ``items`` = ``(index, entry, root slot)``, ``roots[slot]`` = ``(body, envelope)`` of the
+    trust root in force at that index. Pure; runs in a worker process (arguments and result pickle)."""
+    parsed = [parse_trust_root_body(body, envelope) for body, envelope in roots]
+    out = []
+    for index, entry, slot in items:
+        tr = parsed[slot]
         try:
-            entries = decode_entry_bundle(data, width)
-        except FormatError as exc:
-            raise FormatError(f"{path}: {exc}") from exc
-        for i, entry in enumerate(entries):
-            yield n * TILE_WIDTH + i, entry
+            out.append(_Checked(index, verify_bundle(entry, tr).keyset))
+        except VerificationError as exc:
+            out.append(_Checked(index, None, type(exc).__name__, str(exc),
+                                _claimed_bundle(index, entry, leaf_hash(entry), tr.version)))
+    return out
 
 
-def _check_tiles(fetch: Fetch, size: int, leaves: list[bytes]) -> list[Problem]:
-    """Step 4: every hash tile holds the hashes the entries imply."""
-    problems: list[Problem] = []
-    level_hashes, level = leaves, 0
-    for ref in tiles_for_size(size):
-        while ref.level != level:  # tiles_for_size lists level by level, bottom up
-            level_hashes = [root(level_hashes[i:i + TILE_WIDTH])
-                            for i in range(0, len(level_hashes) - TILE_WIDTH + 1, TILE_WIDTH)]
-            level += 1
+class _Inline:
+    """A finished future (the checks run here when a pool would cost more than it saves)."""
+
+    def __init__(self, value: list[_Checked]) -> None:
+        self._value = value
+
+    def result(self) -> list[_Checked]:
+        return self._value
+
+
+# -- step 3: hash tiles, streaming ----------------------------------------------------------------------
+
+
+class _TileCheck:
+    """Per tile level, the hashes not yet in a full tile; a tile is compared as soon as it is complete."""
+
+    def __init__(self, fetcher: Fetcher, pending: Sequence[Sequence[bytes]], report: Callable[[Problem], None]) -> None:
+        self.fetcher = fetcher
+        self.levels = [list(p) for p in pending] or [[]]
+        self.report = report
+
+    def add_leaves(self, leaves: Sequence[bytes], size_after: int) -> None:
+        self._push(0, leaves, size_after)
+
+    def _push(self, level: int, hashes: Sequence[bytes], count_after: int) -> None:
+        while len(self.levels) <= level:
+            self.levels.append([])
+        pending = self.levels[level]
+        count = count_after - len(hashes)
+        up = []
+        for h in hashes:
+            pending.append(h)
+            count += 1
+            if len(pending) == TILE_WIDTH:
+                self._compare(level, count // TILE_WIDTH - 1, pending)
+                up.append(root(pending))
+                pending = self.levels[level] = []
+        if up:
+            self._push(level + 1, up, count_after // TILE_WIDTH)
+
+    def finish(self, size: int) -> None:
+        for level, pending in enumerate(self.levels):
+            if pending:
+                self._compare(level, (size >> (TILE_HEIGHT * level)) // TILE_WIDTH, pending)
+
+    def export(self, size: int) -> tuple[tuple[bytes, ...], ...]:
+        n = 0
+        while size >> (TILE_HEIGHT * n):
+            n += 1
+        levels = [*self.levels, *([] for _ in range(n))][:n]
+        return tuple(tuple(level) for level in levels)
+
+    def _compare(self, level: int, index: int, expected: Sequence[bytes]) -> None:
+        ref = TileRef(level, index, len(expected))
         try:
-            found = tile_hashes(_fetch(fetch, ref.path), ref.width)
-        except (TileUnavailable, VerificationError) as exc:
-            problems.append(Problem(None, type(exc).__name__, f"hash tile {ref.path}: {exc}"))
-            continue
-        expected = level_hashes[ref.index * TILE_WIDTH:ref.index * TILE_WIDTH + ref.width]
+            data = self.fetcher.fetch(ref.path, ref.width * HASH_SIZE)
+            if data is None:
+                raise FetchError(f"{ref.path}: not found")
+            found = tile_hashes(data, ref.width)
+        except (FetchError, VerificationError) as exc:
+            self.report(Problem(None, type(exc).__name__, f"hash tile {ref.path}: {exc}"))
+            return
         wrong = [i for i, (a, b) in enumerate(zip(found, expected, strict=True)) if a != b]
         if wrong:
             i = wrong[0]
-            problems.append(Problem(None, "ProofError", f"hash tile {ref.path} does not match the log entries: "
-                                                        f"{len(wrong)} wrong hash(es), first at position {i} "
-                                                        f"({found[i].hex()} instead of {expected[i].hex()})"))
-    return problems
+            self.report(Problem(None, "ProofError", f"hash tile {ref.path} does not match the log entries: "
+                                                    f"{len(wrong)} wrong hash(es), first at position {i} "
+                                                    f"({found[i].hex()} instead of {expected[i].hex()})"))
+
+
+# -- step 5: the walk -----------------------------------------------------------------------------------------
 
 
 def _group_changes(name: str, old: KeyGroup, new: KeyGroup) -> list[str]:
@@ -321,22 +409,6 @@ def trust_root_changes(old: TrustRoot, new: TrustRoot) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _claimed_bundle(index: int, entry: bytes, lh: bytes, version: int) -> EntryRecord:
-    """What a bundle that failed verification claims (parsed without believing it)."""
-    kind = "bundle" if entry.startswith(_BUNDLE_PREFIX) else "unknown"
-    epoch = digest = keyset = None
-    try:
-        bundle = parse_bundle(entry)
-        epoch = parse_statement(bundle.statement).epoch
-        digest = hashlib.sha256(bundle.keyset).digest()
-        keyset = parse_keyset(bundle.keyset)
-    except VerificationError:
-        pass
-    return EntryRecord(index, kind, False, lh, version, epoch=epoch, keyset_digest=digest,
-                       issued_at=keyset.issued_at if keyset else None, expires_at=keyset.expires_at if keyset else None,
-                       fleets=keyset.fleets if keyset else ())
-
-
 def _claimed_root(index: int, entry: bytes, lh: bytes, version: int) -> EntryRecord:
     claimed = digest = None
     try:
@@ -348,164 +420,319 @@ def _claimed_root(index: int, entry: bytes, lh: bytes, version: int) -> EntryRec
     return EntryRecord(index, "trust-root", False, lh, version, version=claimed, root_digest=digest)
 
 
-@dataclass
+def _rotation(current: TrustRoot, index: int, entry: bytes, lh: bytes) -> tuple[EntryRecord, list[Problem], TrustRoot]:
+    """Step 4 for a rotation entry: its record, its problems, and the root in force after it."""
+    try:
+        new = verify_rotation(current, entry)
+    except VerificationError as exc:
+        return _claimed_root(index, entry, lh, current.version), [_problem(index, exc)], current
+    problems = []
+    if (new.log.origin, new.log.key) != (current.log.origin, current.log.key):
+        problems.append(_problem(index, TrustRootError(
+            f"trust root v{new.version} names the log {new.log.origin!r} with key {new.log.key.vkey}, but this "
+            f"log is {current.log.origin!r} signed by {current.log.key.vkey}: clients following it can no "
+            "longer verify this log's checkpoints")))
+    record = EntryRecord(index, "trust-root", True, lh, current.version, version=new.version,
+                         root_digest=hashlib.sha256(new.body).digest(), root_changes=trust_root_changes(current, new),
+                         new_root=new)
+    return record, problems, new
+
+
+def _problem(index: int | None, exc: BaseException, *, fatal: bool = False) -> Problem:
+    return Problem(index, type(exc).__name__, str(exc), fatal)
+
+
 class _Walk:
-    """Step 5: the state carried from entry to entry (only verified entries move it)."""
+    """Step 5: the state carried from entry to entry (only adopted keysets move the chain)."""
 
-    trust_root: TrustRoot
-    records: list[EntryRecord] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    last: Keyset | None = None
-    seen: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # epoch -> (index, keyset digest)
-    revoked: frozenset[str] = frozenset()  # the revocation marks of every adopted keyset
+    def __init__(self, state: AuditState, bootstrap: TrustRoot, on_entry: Callable[[EntryRecord], None] | None,
+                 on_problem: Callable[[Problem], None] | None) -> None:
+        self.trust_root = state.trust_root_in_force(bootstrap)
+        self.rotated = state.trust_root
+        self.last = state.last_keyset()
+        self.last_index = state.keyset_index
+        self.revoked = state.revoked
+        self.revoked_full = False
+        self.epochs = state.epochs
+        self.problems = state.problems
+        self.first = (Problem(state.first_problem.index, state.first_problem.error, state.first_problem.message)
+                      if state.first_problem else None)
+        self.on_entry = on_entry
+        self.on_problem = on_problem
+        self.done = False
 
-    def entry(self, index: int, entry: bytes, lh: bytes) -> None:
-        if entry.startswith(_ROOT_PREFIX):
-            self._rotation(index, entry, lh)
-        else:
-            self._bundle(index, entry, lh)
+    def report(self, problem: Problem) -> None:
+        self.problems += 1
+        if self.first is None:
+            self.first = problem
+        if self.on_problem is not None:
+            self.on_problem(problem)
 
-    def _rotation(self, index: int, entry: bytes, lh: bytes) -> None:
-        current = self.trust_root
-        try:
-            new = verify_rotation(current, entry)
-        except VerificationError as exc:
-            self.problems.append(_problem(index, exc))
-            self.records.append(_claimed_root(index, entry, lh, current.version))
+    def emit(self, record: EntryRecord) -> None:
+        if self.on_entry is not None:
+            self.on_entry(record)
+
+    def rotation(self, record: EntryRecord, problems: Sequence[Problem], new: TrustRoot, entry: bytes) -> None:
+        for p in problems:
+            self.report(p)
+        if record.verified:
+            self.trust_root = new
+            self.rotated = entry
+        self.emit(record)
+
+    def bundle(self, lh: bytes, checked: _Checked) -> None:
+        index = checked.index
+        keyset = checked.keyset
+        if keyset is None:
+            self.report(Problem(index, checked.error, checked.message))
+            assert checked.claimed is not None
+            self.emit(checked.claimed)
             return
-        if (new.log.origin, new.log.key) != (current.log.origin, current.log.key):
-            self.problems.append(_problem(index, TrustRootError(
-                f"trust root v{new.version} names the log {new.log.origin!r} with key {new.log.key.vkey}, but this "
-                f"log is {current.log.origin!r} signed by {current.log.key.vkey}: clients following it can no "
-                "longer verify this log's checkpoints")))
-        self.records.append(EntryRecord(index, "trust-root", True, lh, current.version, version=new.version,
-                                        root_digest=hashlib.sha256(new.body).digest(),
-                                        root_changes=trust_root_changes(current, new)))
-        self.trust_root = new
-
-    def _bundle(self, index: int, entry: bytes, lh: bytes) -> None:
-        version = self.trust_root.version
         try:
-            keyset = verify_bundle(entry, self.trust_root).keyset
+            adopt = self._check_epoch(keyset)
         except VerificationError as exc:
-            self.problems.append(_problem(index, exc))
-            self.records.append(_claimed_bundle(index, entry, lh, version))
-            return
-        try:
-            adopt = self._check_epoch(index, keyset)
-        except VerificationError as exc:
-            self.problems.append(_problem(index, exc))
+            self.report(_problem(index, exc))
             adopt = not isinstance(exc, RollbackError)
         changes = keyset_changes(self.last, keyset) if adopt else None
-        self.records.append(EntryRecord(index, "bundle", True, lh, version, epoch=keyset.epoch,
-                                        keyset_digest=keyset.digest, issued_at=keyset.issued_at,
-                                        expires_at=keyset.expires_at, fleets=self._shared(keyset), changes=changes))
         if adopt:
             self._check_revocations(index, keyset)
-            self.last = keyset
-            self.seen.setdefault(keyset.epoch, (index, keyset.digest))
+        self.emit(EntryRecord(index, "bundle", True, lh, self.trust_root.version, epoch=keyset.epoch,
+                              keyset_digest=keyset.digest, issued_at=keyset.issued_at, expires_at=keyset.expires_at,
+                              fleets=keyset.fleets, changes=changes, keyset=keyset))
+        if adopt:
+            self.last, self.last_index = keyset, index
+            self.epochs += 1
 
-    def _check_revocations(self, index: int, keyset: Keyset) -> None:
-        """The revocation rule against every keyset adopted before; remembers this one's marks."""
-        try:
-            self.revoked = check_revocations(self.revoked, keyset)
-        except (RollbackError, SizeLimitError) as exc:
-            self.problems.append(_problem(index, exc))
-            self.revoked = self.revoked | revocation_marks(keyset)
-
-    def _check_epoch(self, index: int, keyset: Keyset) -> bool:
+    def _check_epoch(self, keyset: Keyset) -> bool:
         """Epoch exactly last + 1 and the ``previous`` chain; raises, else returns True (adopt)."""
-        last_epoch = self.last.epoch if self.last is not None else 0
+        last = self.last
+        last_epoch = last.epoch if last is not None else 0
         if keyset.epoch <= last_epoch:
-            first_index, digest = self.seen.get(keyset.epoch, (None, None))
-            if digest == keyset.digest:
-                raise RollbackError(f"epoch {keyset.epoch} is logged again (same keyset as entry {first_index})")
-            where = f"entry {first_index} has keyset {digest.hex()}" if digest else f"the log is already at {last_epoch}"
+            if last is not None and keyset.epoch == last.epoch and keyset.digest == last.digest:
+                raise RollbackError(f"epoch {keyset.epoch} is logged again (same keyset as entry {self.last_index})")
             raise RollbackError(f"epoch {keyset.epoch} logged after epoch {last_epoch} with keyset "
-                                f"{keyset.digest.hex()}; {where} (equivocation or rollback)")
-        check_next_epoch(self.last, keyset)
+                                f"{keyset.digest.hex()} (equivocation or rollback)")
+        check_next_epoch(last, keyset)
         return True
 
-    def _shared(self, keyset: Keyset) -> tuple[Fleet, ...]:
-        """The keyset's fleets, reusing the previous epoch's equal objects (a long log repeats most fleets)."""
-        if self.last is None:
-            return keyset.fleets
-        previous = {f.fleet_id: f for f in self.last.fleets}
-        return tuple(previous[f.fleet_id] if previous.get(f.fleet_id) == f else f for f in keyset.fleets)
+    def _check_revocations(self, index: int, keyset: Keyset) -> None:
+        """The revocation rule against every keyset adopted before; remembers this one's marks (bounded)."""
+        try:
+            self.revoked = check_revocations(self.revoked, keyset)
+            return
+        except RollbackError as exc:
+            self.report(_problem(index, exc))
+        except SizeLimitError:
+            pass
+        marks = self.revoked | revocation_marks(keyset)
+        if len(marks) <= MAX_REVOKED:
+            self.revoked = marks
+        elif not self.revoked_full:
+            self.revoked_full = True
+            self.report(_problem(index, SizeLimitError(
+                f"more than {MAX_REVOKED} revoked fleet ids and keys: every client refuses this keyset, and the "
+                "audit remembers no further revocations")))
 
 
-def replay_log(fetch: Fetch, *, trust_root: TrustRoot, checkpoint: bytes, now: int,
-               max_entries: int = MAX_ENTRIES) -> AuditReport:
-    """Replay the whole log behind ``checkpoint``; see the module docstring for the numbered steps.
+# -- the driver -----------------------------------------------------------------------------------------
+
+
+def _read_chunk(reader: LogReader, start: int, end: int) -> list[bytes]:
+    try:
+        return reader.entries(start, end)
+    except FormatError as exc:
+        n = start // TILE_WIDTH
+        raise type(exc)(f"{entries_path(n, tile_width_at(0, n, reader.size))}: {exc}") from exc
+
+
+def replay_log(fetcher: Fetcher, *, trust_root: TrustRoot, now: int, state: AuditState | None = None, jobs: int = 1,
+               on_entry: Callable[[EntryRecord], None] | None = None,
+               on_problem: Callable[[Problem], None] | None = None,
+               on_progress: Callable[[int, int], None] | None = None,
+               should_stop: Callable[[], bool] | None = None,
+               until_epoch: int | None = None) -> AuditResult:
+    """Replay the log (from ``state``'s tree head, else from entry 0); see the module docstring.
 
     ``trust_root`` is the auditor's root of trust: the bootstrap root the log started under (logged
-    rotations are followed from it). ``now`` is POSIX seconds. Exceptions from ``fetch`` other than
-    :class:`TileUnavailable` propagate. Never raises :class:`VerificationError`: every failure is a
-    :class:`Problem` in the report, and ``report.ok`` is True only for a clean log.
+    rotations are followed from it). ``now`` is POSIX seconds. ``jobs`` > 1 checks signatures on that
+    many worker processes (when there are at least :data:`PARALLEL_MIN` new entries). ``on_progress``
+    gets ``(entries walked, entries to walk)`` after each chunk; ``should_stop`` is asked between
+    chunks (the run then ends on the last walked chunk, whose state is returned); ``until_epoch`` ends
+    the walk once that epoch is adopted (no state is returned then).
+
+    Raises :class:`~verifier.errors.FetchError` when the log cannot be read (and
+    :class:`~verifier.errors.MismatchError` for a state of another log); every verification failure
+    is a :class:`Problem` given to ``on_problem`` and counted in the summary.
     """
+    st = state if state is not None else AuditState.fresh(trust_root)
+    st.check_bootstrap(trust_root)
+    walk = _Walk(st, trust_root, on_entry, on_problem)
+    start_root = walk.trust_root
     origin = trust_root.log.origin
-    try:                                                                               # 1
-        signed = open_checkpoint(checkpoint, trust_root.log.key, origin)
-    except VerificationError as exc:
-        return AuditReport(origin, 0, b"", False, None, trust_root.version,
-                           problems=(_problem(None, exc, fatal=True),))
-    cp = signed.checkpoint
-    log_problems: list[Problem] = []
-    freshness_time = None
+
+    def summary(size: int, root_hash: bytes, verified: bool, fresh: int | None, checked: int = 0,
+                stopped: bool = False) -> AuditSummary:
+        return AuditSummary(origin, size, root_hash, verified, fresh, walk.trust_root.version, st.size, checked,
+                            walk.epochs, walk.last.epoch if walk.last else None, walk.problems, st.problems,
+                            walk.first, stopped)
+
     try:
-        fresh = verify_cosignatures(signed.note, [trust_root.log.freshness_key], 1, what="log freshness")[0]
-        freshness_time = fresh.timestamp
-        check_fresh(fresh.timestamp, now, trust_root.log.max_age, what="checkpoint freshness cosignature")
+        note = fetcher.fetch("checkpoint", MAX_NOTE_SIZE)                                       # 1
+        if note is None:
+            raise FetchError("checkpoint: not found")
+        signed = open_checkpoint(note, start_root.log.key, start_root.log.origin)
     except VerificationError as exc:
-        log_problems.append(_problem(None, exc))
-    if trust_root.witnesses.threshold:
+        walk.report(_problem(None, exc, fatal=True))
+        return AuditResult(summary(0, b"", False, None), None)
+    cp = signed.checkpoint
+    fresh: int | None = None
+    try:
+        fresh = checkpoint_time(signed.note, start_root, now)
+        if fresh < st.freshness_time - FRESHNESS_SLACK:
+            raise RollbackError(f"checkpoint time {fresh} is older than the {st.freshness_time} the saved audit state "
+                                "saw (replayed checkpoint)")
+    except VerificationError as exc:
+        walk.report(_problem(None, exc))
+
+    def fatal(exc: VerificationError, size: int = st.size) -> AuditResult:
+        walk.report(_problem(None, exc, fatal=True))
+        return AuditResult(summary(cp.size, cp.root, False, fresh, size - st.size), None, signed, walk.trust_root)
+
+    if cp.size < st.size:
+        return fatal(ConsistencyError(f"the checkpoint's tree has {cp.size} entries, fewer than the {st.size} already "
+                                      "audited: the log shrank or forked"))
+    if cp.size == st.size and cp.root != st.root:
+        return fatal(ConsistencyError(f"the checkpoint of size {cp.size} has root {cp.root.hex()}, but the audited "
+                                      f"tree of that size has {st.root.hex()}: the log forked"))
+
+    reader = LogReader(fetcher, cp.size)
+    tiles = _TileCheck(fetcher, st.tiles, walk.report)
+    frontier = st.frontier
+    read_root = walk.trust_root
+    pos = st.size
+    total = cp.size - st.size
+    pool: ProcessPoolExecutor | None = None
+    if jobs > 1 and total >= PARALLEL_MIN:
+        # fork: the workers need nothing but this module, and a spawned child would re-run the caller's
+        # __main__ (``python -m fleetkeys``: the command itself). Elsewhere spawn is the only choice.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method))
+    pending: deque[tuple[int, list[tuple], Future[list[_Checked]] | _Inline]] = deque()
+    walked = st.size
+    stopped = False
+
+    def walk_chunk(end: int, items: list[tuple], future: Future[list[_Checked]] | _Inline) -> None:
+        nonlocal walked
+        results = iter(future.result())
+        for item in items:
+            if walk.done:
+                break
+            if item[0] == "r":
+                _, _, _, record, problems, new, entry = item
+                walk.rotation(record, problems, new, entry)
+            else:
+                walk.bundle(item[2], next(results))
+                if until_epoch is not None and walk.last is not None and walk.last.epoch >= until_epoch:
+                    walk.done = True
+        walked = end
+        if on_progress is not None:
+            on_progress(end - st.size, total)
+
+    try:
+        while pos < cp.size and not walk.done:                                                   # 2
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            end = min(cp.size, (pos // TILE_WIDTH + 1) * TILE_WIDTH)
+            try:
+                entries = _read_chunk(reader, pos, end)
+                leaves = [leaf_hash(e) for e in entries]
+                frontier = frontier_append(pos, frontier, leaves)
+                got = frontier_root(frontier)
+                if end == cp.size:
+                    if got != cp.root:
+                        raise ProofError(f"the {end} entries read from the entry bundles hash to root {got.hex()} but "
+                                         f"the signed checkpoint says {cp.root.hex()}: the tiles served are not the "
+                                         "log the checkpoint signs")
+                else:
+                    verify_consistency(end, cp.size, reader.consistency(end), got, cp.root)
+            except (VerificationError, FetchError) as exc:
+                while pending:  # authenticated already: report them before stopping
+                    walk_chunk(*pending.popleft())
+                if isinstance(exc, FetchError):
+                    raise
+                if isinstance(exc, ProofError) and end < cp.size:
+                    exc = ProofError(f"entries 0..{end - 1} read from the entry bundles are not a prefix of the "
+                                     f"signed checkpoint's tree (size {cp.size}): {exc}")
+                return fatal(exc, walked)
+            tiles.add_leaves(leaves, end)                                                        # 3
+            items: list[tuple] = []
+            roots: list[tuple[bytes, bytes]] = []
+            jobs_items: list[tuple[int, bytes, int]] = []
+            for i, (entry, lh) in enumerate(zip(entries, leaves, strict=True)):
+                index = pos + i
+                if entry.startswith(_ROOT_PREFIX):                                              # 4
+                    record, problems, new = _rotation(read_root, index, entry, lh)
+                    items.append(("r", index, lh, record, problems, new, entry))
+                    read_root = new
+                    continue
+                if not roots or roots[-1][0] != read_root.body:
+                    roots.append((read_root.body, read_root.envelope))
+                jobs_items.append((index, entry, len(roots) - 1))
+                items.append(("b", index, lh))
+            if pool is not None and jobs_items:
+                future: Future[list[_Checked]] | _Inline = pool.submit(check_bundles, roots, jobs_items)
+            else:
+                future = _Inline(check_bundles(roots, jobs_items) if jobs_items else [])
+            pending.append((end, items, future))
+            while pending and (len(pending) > 2 * jobs or pool is None):
+                walk_chunk(*pending.popleft())                                                   # 5
+            pos = end
+        while pending:
+            walk_chunk(*pending.popleft())
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    complete = walked == cp.size and not walk.done
+    if complete:                                                                                  # 6
+        tiles.finish(cp.size)
         try:
-            verify_cosignatures(signed.note, trust_root.witnesses.keys, trust_root.witnesses.threshold)
+            walk.trust_root.check_not_expired(now)
         except VerificationError as exc:
-            log_problems.append(_problem(None, exc))
-
-    def fatal(exc: BaseException) -> AuditReport:
-        return AuditReport(cp.origin, cp.size, cp.root, False, freshness_time, trust_root.version,
-                           problems=(*log_problems, _problem(None, exc, fatal=True)))
-
-    if cp.size > max_entries:
-        return fatal(SizeLimitError(f"the checkpoint has {cp.size} entries, more than this replay reads "
-                                    f"({max_entries})"))
-    walk = _Walk(trust_root)
-    leaves: list[bytes] = []
-    try:                                                                               # 2
-        for index, entry in _entries(fetch, cp.size):
-            lh = leaf_hash(entry)
-            leaves.append(lh)
-            walk.entry(index, entry, lh)                                               # 5
-    except (TileUnavailable, VerificationError) as exc:
-        return fatal(exc)
-    computed = root(leaves)                                                            # 3
-    if computed != cp.root:
-        return fatal(ProofError(f"the {cp.size} entries read from the entry bundles hash to root "
-                                   f"{computed.hex()} but the signed checkpoint says {cp.root.hex()}: the tiles "
-                                   "served are not the log the checkpoint signs"))
-    log_problems += _check_tiles(fetch, cp.size, leaves)                               # 4
-    try:                                                                               # 6
-        walk.trust_root.check_not_expired(now)
-    except VerificationError as exc:
-        log_problems.append(_problem(None, exc))
-    return AuditReport(cp.origin, cp.size, cp.root, True, freshness_time, walk.trust_root.version,
-                       tuple(walk.records), (*log_problems, *walk.problems))
+            walk.report(_problem(None, exc))
+        if (walk.trust_root.log, walk.trust_root.witnesses) != (start_root.log, start_root.witnesses):
+            try:
+                open_checkpoint(note, walk.trust_root.log.key, walk.trust_root.log.origin)
+                fresh = checkpoint_time(signed.note, walk.trust_root, now)
+            except VerificationError as exc:
+                walk.report(_problem(None, exc))
+    new_state = None
+    if complete or (stopped and walked % TILE_WIDTH == 0):
+        tree_root = cp.root if complete else frontier_root(frontier)
+        first = walk.first
+        new_state = replace(
+            st, size=walked, root=tree_root, frontier=frontier, tiles=tiles.export(walked), trust_root=walk.rotated,
+            keyset=walk.last.raw if walk.last else None, keyset_index=walk.last_index, revoked=walk.revoked,
+            freshness_time=max(st.freshness_time, min(fresh, now)) if fresh is not None else st.freshness_time,
+            epochs=walk.epochs, problems=walk.problems,
+            first_problem=FirstProblem(first.index, first.error, first.message) if first else None)
+    return AuditResult(summary(cp.size, cp.root, complete, fresh, walked - st.size, stopped or walk.done),
+                       new_state, signed, walk.trust_root)
 
 
 __all__ = [
-    "MAX_ENTRIES",
-    "AuditReport",
+    "PARALLEL_MIN",
+    "AuditResult",
+    "AuditSummary",
     "EntryRecord",
-    "Fetch",
     "KeysetChanges",
     "Problem",
     "StatusChange",
-    "TileUnavailable",
+    "check_bundles",
+    "default_jobs",
     "fingerprint",
     "keyset_changes",
-    "max_fetch_size",
     "replay_log",
     "trust_root_changes",
 ]

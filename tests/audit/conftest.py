@@ -16,6 +16,8 @@ from tests.attacks.simulator import Simulator
 from tests.factory import World
 
 FLEETKEYS = [sys.executable, "-m", "fleetkeys"]
+#: The quick start's namespace.
+NAMESPACE = "example.messenger/backup-vaults/v1"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Quickstart:
 
     data: Path
     url: str
+    signer_url: str = ""
 
     @property
     def trust_root(self) -> Path:
@@ -51,7 +54,8 @@ def quickstart(tmp_path_factory) -> Iterator[Quickstart]:
         proc.kill()
         pytest.fail(f"quickstart did not start:\n{output}")
     url = re.search(r"distributor:\s+(http://\S+)", output).group(1)
-    yield Quickstart(data, url)
+    signer_url = re.search(r"anchor signer:\s+(http://\S+)", output).group(1)
+    yield Quickstart(data, url, signer_url)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 0
 

@@ -1,8 +1,14 @@
-"""The C2SP files of a log held in memory: what a distributor's ``static/`` directory would hold."""
+"""The C2SP files of a log held in memory (what a distributor's ``static/`` directory would hold), a
+:class:`verifier.fetch.Fetcher` over them, and :func:`replay`, which collects what the streaming
+:func:`verifier.audit.replay_log` reports."""
 
 from __future__ import annotations
 
-from verifier.audit import TileUnavailable
+from dataclasses import dataclass, field
+
+from verifier.audit import AuditResult, EntryRecord, Problem, replay_log
+from verifier.errors import SizeLimitError
+from verifier.fetch import check_path
 from verifier.merkle import leaf_hash, leaves_reader
 from verifier.tiles import TILE_HEIGHT, TILE_WIDTH, encode_entry_bundle, entries_path, tiles_for_size
 
@@ -21,12 +27,46 @@ def tile_files(entries: list[bytes]) -> dict[str, bytes]:
     return files
 
 
-def fetcher(files: dict[str, bytes]):
-    """A ``fetch(path)`` over ``files`` that raises :class:`TileUnavailable` for a missing path."""
+class MemoryFetcher:
+    """A :class:`~verifier.fetch.Fetcher` over ``files`` (``None`` for a missing path); counts reads."""
 
-    def fetch(path: str) -> bytes:
-        if path not in files:
-            raise TileUnavailable(f"{path}: not found")
-        return files[path]
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.reads: list[str] = []
 
-    return fetch
+    def fetch(self, path: str, limit: int) -> bytes | None:
+        check_path(path)
+        self.reads.append(path)
+        data = self.files.get(path)
+        if data is not None and len(data) > limit:
+            raise SizeLimitError(f"{path}: larger than the {limit}-byte cap")
+        return data
+
+
+@dataclass
+class Report:
+    """Everything one replay reported, in order."""
+
+    result: AuditResult
+    entries: list[EntryRecord] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def summary(self):
+        return self.result.summary
+
+    @property
+    def ok(self) -> bool:
+        return self.result.summary.ok
+
+    @property
+    def epochs(self) -> list[EntryRecord]:
+        return [e for e in self.entries if e.kind == "bundle" and e.verified]
+
+
+def replay(fetcher, trust_root, now: int, **kwargs) -> Report:
+    entries: list[EntryRecord] = []
+    problems: list[Problem] = []
+    result = replay_log(fetcher, trust_root=trust_root, now=now, on_entry=entries.append, on_problem=problems.append,
+                        **kwargs)
+    return Report(result, entries, problems)

@@ -55,15 +55,16 @@ def test_audit_over_http_prints_the_history_and_verifies_the_root(quickstart: Qu
     assert re.search(rf"eu-west-1-gen1 +x25519 +REVOKED +{fingerprint(revoked.public_key)}", out), out
 
 
-def test_audit_json(quickstart: Quickstart) -> None:
+def test_audit_json_lines(quickstart: Quickstart) -> None:
     result = audit(quickstart, "--distributor", quickstart.url, "--json")
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["ok"] is True and report["root_verified"] is True and report["problems"] == []
-    assert [(e["index"], e["epoch"], e["verified"]) for e in report["entries"]] == [(0, 1, True), (1, 2, True),
-                                                                                   (2, 3, True)]
-    assert report["entries"][2]["changes"]["status"] == [{"fleet_id": "eu-west-1-gen1", "from": "active",
-                                                          "to": "revoked"}]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    *entries, summary = lines
+    assert summary["type"] == "summary" and summary["ok"] is True and summary["root_verified"] is True
+    assert summary["problems"] == 0 and summary["epochs"] == 3
+    assert [(e["type"], e["index"], e["epoch"], e["verified"]) for e in entries] == [
+        ("entry", 0, 1, True), ("entry", 1, 2, True), ("entry", 2, 3, True)]
+    assert entries[2]["changes"]["status"] == [{"fleet_id": "eu-west-1-gen1", "from": "active", "to": "revoked"}]
 
 
 def test_audit_from_the_static_directory(quickstart: Quickstart) -> None:
@@ -83,9 +84,10 @@ def test_tampered_static_copy_exits_1_with_one_line_per_problem(quickstart: Quic
     assert result.returncode == 1
     lines = problems(result)
     assert len(lines) == 2, lines
-    assert lines[0].startswith("PROBLEM: log: ExpiredError: checkpoint freshness cosignature")
+    assert lines[0].startswith("PROBLEM: log: ExpiredError: witness cosignatures: ")  # the quick start requires 2 of 3
+    assert "stale witness cosignatures" in lines[0]
     assert lines[1].startswith("PROBLEM: log: ProofError: hash tile tile/0/000.p/3 does not match the log entries")
-    assert result.stdout.rstrip().endswith("3 entries, 3 epochs, root verified, 2 problems")
+    assert result.stdout.rstrip().endswith("3 entries, 3 epochs, root verified, 2 problems (first: log)")
 
     # One byte of one logged bundle changed: the tiles no longer match the signed checkpoint.
     bundles = copy / entries_path(0, 3)
@@ -98,7 +100,7 @@ def test_tampered_static_copy_exits_1_with_one_line_per_problem(quickstart: Quic
     assert len(lines) == 1 and lines[0].startswith("PROBLEM: log: ProofError: the 3 entries read from the entry "
                                                    "bundles hash to root"), lines
     assert lines[0].endswith("(fatal)")
-    assert "3 entries, root NOT verified, 1 problem" in result.stdout
+    assert "3 entries, root NOT verified, 1 problem (first: log)" in result.stdout
     assert "epoch 3" not in result.stdout, "no history is printed from tiles that do not match the checkpoint"
 
 
@@ -124,7 +126,7 @@ def test_unreachable_distributor_is_one_failed_line() -> None:
     root = Path(__file__).resolve().parents[2] / "bundles" / "vectors" / "trust-root.json"
     result = run("audit", "--trust-root", str(root), "--distributor", "http://127.0.0.1:9")
     assert result.returncode == 1
-    assert result.stderr.startswith("FAILED: cannot read the checkpoint: GET http://127.0.0.1:9/checkpoint")
+    assert result.stderr.startswith("FAILED: cannot read the log: GET http://127.0.0.1:9/checkpoint")
     assert result.stderr.count("\n") == 1
 
 
@@ -132,7 +134,7 @@ def test_log_epochs_is_an_unverified_listing(quickstart: Quickstart) -> None:
     result = run("log", "epochs", "--distributor", quickstart.url)
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.startswith("UNVERIFIED listing from ") and "fleetkeys audit" in header
+    assert header.startswith("UNVERIFIED listing from ") and "fleetkeys audit list" in header
     assert [r.split()[1] for r in rows] == ["3", "2", "1"]
     assert rows[0].endswith("fleets: eu-west-1-gen1, us-east-1-gen1")
     limited = run("log", "epochs", "--distributor", quickstart.url, "--limit", "2", "--json")
@@ -169,4 +171,4 @@ def test_history_of_a_simulated_log_with_a_rotation_and_a_rogue_entry(tmp_path: 
     assert re.search(r"\n    attacker +x25519 +active ", out), "what the rogue entry claims is visible to the auditor"
     assert "#2  trust root v2  body sha256 " in out and "\n    anchors: +anchor0.example+" in out
     assert "#3  epoch 2" in out and "changes: +fleet-b (active)" in out
-    assert out.rstrip().endswith("4 entries, 2 epochs, root verified, 1 problem")
+    assert out.rstrip().endswith("4 entries, 2 epochs, root verified, 1 problem (first at entry 1)")
