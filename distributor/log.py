@@ -840,7 +840,8 @@ class Log:
             head = self._visible(tx)
             appended = tx.head().size
             root = self._root_in_force(tx, head.size)
-        cosigned = self.cosignature_sizes()
+        cosigned: dict[str, tuple[int | None, int | None]] = {k.vkey: (None, None) for k in self._witnesses or ()}
+        cosigned.update(self.cosignature_sizes())
         return {
             "origin": self.origin,
             "log_vkey": self.log_key.vkey,

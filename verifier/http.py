@@ -91,7 +91,7 @@ class HttpResponse:
                 return sanitize(obj["error"])
         except ValueError:
             pass
-        return sanitize(self.body) or "(empty body)"
+        return sanitize(self.body.strip()) or "(empty body)"
 
 
 #: One attempt: ``(method, url, limit, body, headers, timeout) -> HttpResponse``, raising FetchError or
