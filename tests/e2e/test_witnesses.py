@@ -93,6 +93,9 @@ def test_split_view_at_most_one_fork_gets_cosigned_and_the_other_client_refuses(
     with serve(world, tmp_path, "honest", witnesses) as honest:
         assert post(honest, honest_bundle).status_code == 201
         wait_for(lambda: served_size(world, honest.url) == 1, 30, "the honest entry to be witnessed")
+        # Every witness has now seen the honest head (a witness that had not would cosign a fork's first
+        # head: it is not faulty, it just knows nothing yet; one such cosignature is below K anyway).
+        wait_for(lambda: set(witnessed_sizes(honest).values()) == {1}, 30, "all three witnesses to cosign it")
         alice = Client(honest.url, world.trust_root_bytes(), tmp_path / "alice")
         assert alice.refresh().epoch == 1
     # The operator runs a second distributor with the same log keys and another history for Bob.
