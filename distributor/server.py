@@ -1,10 +1,12 @@
 """Run the distributor under gunicorn (a pre-fork WSGI server), in-process.
 
 Each worker builds its own app with :func:`distributor.app.create_app` after the fork (no
-``--preload``): database connections, PKCS#11 sessions and threads never cross a fork. Workers use
-gunicorn's ``gthread`` class (HTTP keep-alive, a few threads each). After a worker boots it starts
-its static refresher (one of all workers wins the lock and keeps the static checkpoint fresh); when
-it exits it drains its static writer and closes its connections.
+``--preload``): database connections, PKCS#11 sessions and threads never cross a fork. Workers are
+:class:`serving.buffering.BufferingWorker` workers: each reads whole requests on one event loop
+(header and body deadlines, the distributor's body limit, per-address caps) before one of its
+``threads`` runs the app, so clients that send slowly hold no thread (HTTP keep-alive as before).
+After a worker boots it starts its static refresher (one of all workers wins the lock and keeps the
+static checkpoint fresh); when it exits it drains its static writer and closes its connections.
 
 Stopping: :class:`serving.BoundedStopArbiter` (SIGTERM: in-flight requests get up to
 :data:`serving.GRACEFUL_TIMEOUT` s, then a busy worker is killed — a publish that did not COMMIT is
@@ -20,6 +22,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from serving import GRACEFUL_TIMEOUT, QUICK_TIMEOUT, STOP_BOUND, run_bounded
+from serving.buffering import Limits, worker_class
 
 from .app import create_app, get_service
 from .config import Config
@@ -57,13 +60,13 @@ class DistributorServer(BaseApplication):
 
 
 def serve(config: Mapping[str, Any] | Config, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 2,
-          threads: int = 4, access_log: bool = False) -> None:
+          threads: int = 4, access_log: bool = False, limits: Limits | None = None) -> None:
     """Serve until SIGTERM/SIGINT (see the module docstring). A worker that cannot start (bad keys,
     damaged log) stops the server."""
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": worker_class(limits or Limits(max_body=Config.from_mapping(config).max_body)),
         "threads": threads,
         "keepalive": 5,
         "timeout": 60,

@@ -1,9 +1,11 @@
 """Serve the signer app under gunicorn (pre-fork WSGI server), started from Python.
 
-Workers are ``gthread`` workers (HTTP keep-alive, several requests in flight per worker). The app is
-built in each worker after the fork (``preload_app`` is off), so every worker loads its own key
-(PKCS#11 sessions do not survive a fork) and opens its own SQLite connections; the journal's
-``BEGIN IMMEDIATE`` transactions serialise signing across all of them.
+Workers are :class:`serving.buffering.BufferingWorker` workers: each reads whole requests on one event
+loop (header and body deadlines, the signer's own body limit, per-address caps) before one of its
+``threads`` runs the app, so clients that send slowly hold no thread (HTTP keep-alive as before; no
+proxy is needed in front). The app is built in each worker after the fork (``preload_app`` is off),
+so every worker loads its own key (PKCS#11 sessions do not survive a fork) and opens its own SQLite
+connections; the journal's ``BEGIN IMMEDIATE`` transactions serialise signing across all of them.
 
 Stopping: :class:`serving.BoundedStopArbiter` (SIGTERM: in-flight requests get up to
 :data:`serving.GRACEFUL_TIMEOUT` s, then a busy worker is killed — a signature whose journal
@@ -18,6 +20,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from serving import GRACEFUL_TIMEOUT, QUICK_TIMEOUT, STOP_BOUND, run_bounded
+from serving.buffering import Limits, worker_class
 
 from .app import create_app
 from .config import SignerConfig
@@ -27,12 +30,12 @@ class SignerServer(BaseApplication):
     """A gunicorn application serving :func:`signer.app.create_app` for one configuration."""
 
     def __init__(self, config: SignerConfig, *, host: str = "127.0.0.1", port: int = 8090, workers: int = 1,
-                 threads: int = 4, access_log: bool = False, timeout: int = 30) -> None:
+                 threads: int = 4, access_log: bool = False, timeout: int = 30, limits: Limits | None = None) -> None:
         self._config = config
         self._options: dict[str, Any] = {
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "workers": workers,
-            "worker_class": "gthread",
+            "worker_class": worker_class(limits or Limits(max_body=config.max_body)),
             "threads": threads,
             "timeout": timeout,
             "graceful_timeout": GRACEFUL_TIMEOUT,  # the workers' own wait for their connections

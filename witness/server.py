@@ -1,7 +1,10 @@
 """Serve the witness app under gunicorn (pre-fork WSGI server), started from Python.
 
-Workers are ``gthread`` workers (HTTP keep-alive, which c2sp.org/tlog-witness asks witnesses to
-support, and several requests in flight per worker). The app is built in each worker after the fork
+Workers are :class:`serving.buffering.BufferingWorker` workers (HTTP keep-alive, which
+c2sp.org/tlog-witness asks witnesses to support): each reads whole requests on one event loop (header
+and body deadlines, the witness's body limit, per-address caps) before one of its ``threads`` runs the
+app, so clients that send slowly hold no thread; its refusals on ``/add-checkpoint`` are one line of
+text, as the app's. The app is built in each worker after the fork
 (``preload_app`` is off), so every worker loads its own key (PKCS#11 sessions do not survive a fork)
 and opens its own SQLite connections; the state's ``BEGIN IMMEDIATE`` transactions serialise the
 check-and-update of every request across all of them.
@@ -19,6 +22,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from serving import GRACEFUL_TIMEOUT, run_bounded
+from serving.buffering import Limits, worker_class
 
 from .app import create_app, get_witness
 from .config import WitnessConfig
@@ -34,12 +38,13 @@ class WitnessServer(BaseApplication):
     """A gunicorn application serving :func:`witness.app.create_app` for one configuration."""
 
     def __init__(self, config: WitnessConfig, *, host: str = "127.0.0.1", port: int = 8095, workers: int = 1,
-                 threads: int = 4, access_log: bool = False, timeout: int = 30) -> None:
+                 threads: int = 4, access_log: bool = False, timeout: int = 30, limits: Limits | None = None) -> None:
         self._config = config
+        limits = limits or Limits(max_body=config.max_body, text_paths=frozenset({"/add-checkpoint"}))
         self._options: dict[str, Any] = {
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "workers": workers,
-            "worker_class": "gthread",
+            "worker_class": worker_class(limits),
             "threads": threads,
             "timeout": timeout,
             "graceful_timeout": GRACEFUL_TIMEOUT,  # the workers' own wait for their connections
