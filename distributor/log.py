@@ -8,9 +8,10 @@ Appending (:meth:`Log.publish_batch`, :meth:`Log.rotate_trust_root`, :meth:`Log.
 1. outside the writer lock: size bound (an entry must fit a C2SP entry bundle: 65535 bytes), and
    bundle signatures checked against the trust root in force (the expensive part);
 2. inside one storage write transaction (exclusive across processes and replicas): read the head;
-   if another process moved it, reload the tree edge, the last epoch, the revocation marks and the
-   trust root in force from the database; apply the log's rules (identical re-publish returns the
-   existing index; the keyset names exactly the trust root in force, ``verifier.bundle.require_root_name``;
+   if another process moved it, reload the tree edge and bring the last epoch, the revocation marks
+   and the trust root in force forward from the new entries (:class:`Derived`); apply the log's rules
+   (identical re-publish returns the existing index; the keyset names exactly the trust root in
+   force, ``verifier.bundle.require_root_name``;
    epoch = last + 1, ``previous`` = last digest, ``issued_at`` not earlier; no active fleet reuses a
    fleet id or key revoked by any logged keyset, ``verifier.update.check_revocations``; a rotation is
    signed by the root in force); extend the tree; sign the new checkpoint; write entry bundles, tile
@@ -29,27 +30,45 @@ entries, proofs, listings — once witnessed. Every read below serves the visibl
 
 Reads never take the writer lock: each reads the head, the served checkpoint and the tile rows it
 needs in one read transaction (renewing the served checkpoint first when it is older than the
-freshness interval, which does take the writer lock, once for everyone). Start-up
-(:func:`check_integrity`) recomputes every tile level from the stored entries and checks the root
-against the latest signed checkpoint, and recomputes the revocation marks from the stored bundles and
-checks them against the ``revoked`` table; a mismatch raises :class:`IntegrityError`.
+freshness interval, which does take the writer lock, once for everyone).
+
+Derived state. The ``epochs``, ``trust_roots`` and ``revoked`` tables are indexes of the entries, for
+reads. Every process that opens the log runs :func:`check_log` (every tile level recomputed from the
+stored entries, the root against the latest signed checkpoint, and in the same pass the three tables
+against the rows the entries imply; a mismatch raises :class:`IntegrityError` naming the row) and
+keeps what the entries imply (:class:`Derived`: the newest epoch, the rotations, the revocation
+marks). The writer's rules run on that, brought forward from the new entries when another process
+appended, never on the tables; so the same bytes never become a second entry whatever the tables
+hold (antispam): a bundle is appended only as the epoch after the newest one the entries hold, a
+rotation only as the version after theirs, and an identical re-post is found through the ``epochs``
+index only if the entry it names is that bundle, else through the entries (:func:`_find_epoch`).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from verifier.bundle import parse_bundle, require_root_name, verify_bundle
 from verifier.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint, parse_checkpoint_body, sign_checkpoint
 from verifier.errors import ChainError, MismatchError, RollbackError, SizeLimitError, TrustRootError, VerificationError
-from verifier.keyset import check_next_epoch, format_time, parse_keyset
-from verifier.merkle import EMPTY_ROOT, HASH_SIZE, consistency_proof, inclusion_proof, leaf_hash, verify_inclusion
+from verifier.keyset import Fleet, Keyset, check_next_epoch, format_time, parse_keyset, parse_time
+from verifier.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
 from verifier.note import NoteSigner, NoteVerifier, parse_note
 from verifier.statement import parse_statement
 from verifier.tiles import (
@@ -70,7 +89,7 @@ from verifier.trustroot import (
     parse_trust_root_body,
     verify_rotation,
 )
-from verifier.update import check_revocations
+from verifier.update import check_revocations, revocation_marks
 
 from .errors import (
     DistributorError,
@@ -94,12 +113,13 @@ from .storage import (
     Storage,
     TrustRootRow,
     Tx,
-    logged_revocations,
 )
 from .tree import Edge, check_level, levels_for_size
 
 #: Tile rows read per query during the start-up check.
 _CHECK_PAGE = 64
+#: Stored ``epochs`` rows read per query when they are compared with the entries.
+_ROW_PAGE = 512
 
 
 @dataclass(frozen=True)
@@ -146,13 +166,18 @@ class _State:
     edge: Edge
     tail: bytes  # the incomplete entry bundle (entries since the last multiple of 256)
     checkpoint: bytes
-    last: EpochRow | None  # the newest epoch (None before epoch 1): what the next-epoch rule needs
-    trust_root: TrustRoot | None
-    revoked: frozenset[str]  # every logged revocation mark: what the revocation rule needs
+    derived: Derived  # what the entries imply, read from the entries (never from the derived tables)
+    trust_root: TrustRoot | None  # in force: the newest logged rotation (derived.rotations) or the bootstrap
+    revoked: frozenset[str]  # every logged revocation mark (derived.revoked): what the revocation rule needs
 
     @property
     def size(self) -> int:
         return self.edge.size
+
+    @property
+    def last(self) -> EpochRow | None:
+        """The newest epoch (None before epoch 1): what the next-epoch rule needs."""
+        return self.derived.last
 
 
 @dataclass
@@ -177,87 +202,457 @@ def _verified_checkpoint(signed: bytes, log_key: NoteVerifier) -> SignedCheckpoi
                              f"{exc}") from exc
 
 
-def check_integrity(storage: Storage, log_key: NoteVerifier, *, entries: bool = True) -> Head:
-    """The start-up self-check: recompute the tree from stored data and compare with the checkpoint.
+@dataclass(frozen=True)
+class Derived:
+    """What the first ``size`` entries imply, read from the entries themselves, never from the derived
+    tables: the epoch row of the newest bundle (``last``), every logged trust-root rotation
+    (``rotations``, oldest first; a log holds a handful) and every revocation mark with the first keyset
+    that revoked it (``revoked``). The writer applies the log's rules to this, so a damaged ``epochs``,
+    ``trust_roots`` or ``revoked`` table can never let a bundle or rotation in twice (see
+    :meth:`Log.publish_batch`)."""
 
-    Steps: (1) the latest checkpoint verifies under ``log_key`` and names the stored size; (2) every
-    level-0 tile equals the leaf hashes of the stored entries (``entries=True``; else only widths);
-    (3) every higher tile equals the roots of the full tiles below it; (4) no tile or entry lies
-    beyond the size; (5) the root from the top tiles equals the checkpoint's root; (6) with
-    ``entries=True``, the ``revoked`` table holds exactly the revocation marks of the logged keysets,
-    each at the first epoch that revoked it (:func:`distributor.storage.logged_revocations`). Raises
-    :class:`IntegrityError` saying which check failed. Returns the verified head.
+    size: int = 0
+    last: EpochRow | None = None
+    rotations: tuple[TrustRootRow, ...] = ()
+    revoked: Mapping[str, RevokedRow] = field(default_factory=dict)
+
+
+#: How every bundle and every trust-root envelope begins (canonical JSON, keys sorted, ``format`` first).
+_BUNDLE_START = b'{"format":"fleetkeys/bundle/v1",'
+_ENVELOPE_START = b'{"format":"fleetkeys/trust-root/v1",'
+
+
+def derived_row(index: int, entry: bytes) -> tuple[EpochRow | TrustRootRow | None, Keyset | None]:
+    """The derived-table row entry ``index`` implies, and the keyset of a bundle.
+
+    A bundle gives its ``epochs`` row, a trust-root envelope its ``trust_roots`` row; anything else
+    gives none (only the trusted :meth:`Log.append_entries` path, used by benchmarks and tests, appends
+    other bytes). The keyset is read by :func:`_logged_keyset`, not verified: every entry was verified
+    when it was logged and the tree check shows it unchanged (``fleetkeys fsck`` verifies each again).
     """
-    with storage.read() as tx:
-        head = tx.head()
-        if head is None:
-            raise IntegrityError(f"{storage.description}: no log head (not a fleetkeys log, or never initialised)")
-        signed = _verified_checkpoint(head.checkpoint, log_key).checkpoint
-        size = head.size
-        if signed.size != size:
-            raise IntegrityError(f"stored tree size {size} but the latest signed checkpoint is for size {signed.size}")
-        last_bundle = tx.max_entry_bundle()
-        if last_bundle is not None and last_bundle * TILE_WIDTH >= size:
-            raise IntegrityError(f"entry bundle {last_bundle} is stored beyond the signed tree size {size}")
-        below = b""
+    if entry.startswith(_BUNDLE_START):
+        keyset = _logged_keyset(entry)
+        if keyset is not None:
+            return EpochRow(keyset.epoch, index, keyset.digest, tuple(f.fleet_id for f in keyset.fleets),
+                            keyset.issued_at, keyset.expires_at), keyset
+    elif entry.startswith(_ENVELOPE_START):
         try:
-            for level in range(levels_for_size(size)):
-                below = check_level(level, size, _paged_tiles(tx, level), _expected_hashes(tx, level, below, entries))
-            top = tx.max_tile_level()
-            if top is not None and top >= levels_for_size(size):
-                raise TreeError(f"tile level {top} should not exist at size {size}")
-            root = Edge.load(size, tx.tile).root()
-        except TreeError as exc:
-            raise IntegrityError(f"stored tree does not match the latest signed checkpoint: {exc}") from exc
+            return TrustRootRow(parse_trust_root_body(parse_envelope(entry)[0]).version, index, entry), None
+        except VerificationError:
+            pass
+    return None, None
+
+
+def _logged_keyset(entry: bytes) -> Keyset | None:
+    """The keyset of a *logged* bundle (``None`` if ``entry`` is no bundle), read with the plain JSON and
+    base64 decoders: about seven times faster than the strict ``parse_bundle`` and ``parse_keyset``,
+    which is what keeps the start-up pass over every entry short. Sound only for bytes that were
+    strictly parsed when they were logged, where both readings agree (tests/distributor/
+    test_derived_state.py checks that they do on generated bundles)."""
+    try:
+        raw = base64.b64decode(json.loads(entry)["keyset"], validate=True)
+        k = json.loads(raw)
+        fleets = tuple(Fleet(f["fleet_id"], f["algorithm"], base64.b64decode(f["public_key"], validate=True),
+                             parse_time(f["not_before"], "not_before"), parse_time(f["not_after"], "not_after"),
+                             f["status"]) for f in k["fleets"])
+        keyset = Keyset(int(k["epoch"]), k["namespace"], parse_time(k["issued_at"], "issued_at"),
+                        parse_time(k["expires_at"], "expires_at"), bytes.fromhex(k["previous"]), fleets, raw,
+                        hashlib.sha256(raw).digest())
+    except (ValueError, KeyError, TypeError, AttributeError, VerificationError):
+        return None
+    return keyset
+
+
+class _Deriving:
+    """Builds a :class:`Derived` entry by entry, in log order, applying the rules every logged entry
+    passed: each bundle is the next epoch (``verifier.keyset.check_next_epoch``), each rotation the
+    next version. ``check`` (optional) is told every row derived (the start-up check compares them
+    with the stored rows as they come)."""
+
+    def __init__(self, base: Derived, check: Callable[[EpochRow | TrustRootRow], None] | None = None,
+                 problem: Problem | None = None) -> None:
+        self.size, self.last = base.size, base.last
+        self.rotations = list(base.rotations)
+        self.revoked = dict(base.revoked)
+        self._check = check
+        self._problem = problem or _raise
+
+    def add(self, index: int, entry: bytes) -> None:
+        """Entry ``index``, the next after those already added (entries of a damaged bundle may be
+        missing when problems are listed rather than raised)."""
+        self.size = index + 1
+        row, keyset = derived_row(index, entry)
+        if isinstance(row, EpochRow):
+            try:
+                check_next_epoch(self.last, keyset)
+            except ChainError as exc:
+                self._problem(index, f"entry {index}, the bundle of epoch {row.epoch}, breaks the epoch chain of "
+                                     f"the logged bundles: {exc}")
+            self.last = row
+            for mark in sorted(revocation_marks(keyset)):
+                self.revoked.setdefault(mark, RevokedRow(mark, row.epoch, index))
+        elif isinstance(row, TrustRootRow):
+            if self.rotations and row.version != self.rotations[-1].version + 1:
+                self._problem(index, f"entry {index} is trust root version {row.version}, but the previous logged "
+                                     f"rotation is version {self.rotations[-1].version}")
+            self.rotations.append(row)
+        if row is not None and self._check is not None:
+            self._check(row)
+
+    def result(self) -> Derived:
+        return Derived(self.size, self.last, tuple(self.rotations), self.revoked)
+
+
+Problem = Callable[[int | None, str], None]
+"""Where a check reports an inconsistency: ``(index of the entry it concerns or None, message)``."""
+
+
+def _raise(index: int | None, message: str) -> None:
+    raise IntegrityError(message)
+
+
+class _EpochRows:
+    """The stored ``epochs`` rows, paged in epoch order, compared with the rows derived from the entries
+    (which come in index order, that is epoch order: the chain makes epochs grow by one)."""
+
+    def __init__(self, tx: Tx, problem: Problem) -> None:
+        self._tx, self._problem = tx, problem
+        self._page: list[EpochRow] = []
+        self._pos = 0
+        self._after = -(1 << 62)
+
+    def _peek(self) -> EpochRow | None:
+        if self._pos == len(self._page):
+            self._page, self._pos = self._tx.epoch_rows(self._after, _ROW_PAGE), 0
+            if not self._page:
+                return None
+            self._after = self._page[-1].epoch
+        return self._page[self._pos]
+
+    def _extra(self, row: EpochRow) -> None:
+        self._problem(row.index, f"the epochs table holds a row for epoch {row.epoch} (index {row.index}) that no "
+                                 "logged bundle has")
+        self._pos += 1
+
+    def expect(self, want: EpochRow) -> None:
+        while (row := self._peek()) is not None and row.epoch < want.epoch:
+            self._extra(row)
+        if row is None or row.epoch > want.epoch:
+            self._problem(want.index, f"the epochs table lacks the row of epoch {want.epoch}: entry {want.index} is "
+                                      "its bundle (without the row a re-post of that bundle could not be found)")
+            return
+        self._pos += 1
+        if row != want:
+            fields = [name for name in ("index", "digest", "fleet_ids", "issued_at", "expires_at")
+                      if getattr(row, name) != getattr(want, name)]
+            self._problem(want.index, f"the epochs row of epoch {row.epoch} (index {row.index}) does not match entry "
+                                      f"{want.index}, the bundle of epoch {want.epoch}: its {', '.join(fields)} "
+                                      "differ")
+
+    def finish(self) -> None:
+        while (row := self._peek()) is not None:
+            self._extra(row)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The result of :func:`check_log`: the verified head and, when the entries were read, what they
+    imply (:class:`Derived`)."""
+
+    head: Head
+    derived: Derived | None
+
+
+def check_integrity(storage: Storage, log_key: NoteVerifier, *, entries: bool = True) -> Head:
+    """The start-up self-check (:func:`check_log` in one read transaction). Returns the verified head."""
+    with storage.read() as tx:
+        return check_log(tx, log_key, entries=entries).head
+
+
+def check_log(tx: Tx, log_key: NoteVerifier, *, entries: bool = True,
+              visit: Callable[[int, bytes], None] | None = None, problem: Problem = _raise) -> Checked:
+    """Recompute the tree and the derived tables from the stored entries and compare with what is stored.
+
+    The one home of the tree re-derivation (``Log`` start-up, ``fleetkeys export`` and ``fleetkeys
+    fsck`` all run it). Steps: (1) the latest checkpoint verifies under ``log_key`` and names the stored
+    size; (2) every level-0 tile equals the leaf hashes of the stored entries (``entries=True``; else
+    only widths); (3) every higher tile equals the roots of the full tiles below it; (4) no tile or
+    entry lies beyond the size; (5) the root from the top tiles equals the checkpoint's root; with
+    ``entries=True`` also, from the same single pass over the entries (:class:`Derived`): (6) the
+    logged bundles form one epoch chain and the rotations one version sequence; (7) the ``epochs``
+    table holds exactly one row per logged bundle, equal to the row its entry implies; (8) the
+    ``trust_roots`` table exactly the logged rotations; (9) the ``revoked`` table exactly the
+    revocation marks of the logged keysets, each at the first epoch that revoked it.
+
+    Memory is bounded by a page of rows and one entry bundle, whatever the log size. ``visit(index,
+    entry)`` is called for every entry in order (fsck verifies signatures there). Each inconsistency
+    goes to ``problem(index, message)``; the default raises :class:`IntegrityError` at the first, and
+    a ``problem`` that returns lets the check go on to list the others. Inconsistencies that leave
+    nothing to compare against (no head, a checkpoint that does not verify) always raise.
+    """
+    head = tx.head()
+    if head is None:
+        raise IntegrityError("no log head (not a fleetkeys log, or never initialised)")
+    signed = _verified_checkpoint(head.checkpoint, log_key).checkpoint
+    size = head.size
+    if signed.size != size:
+        raise IntegrityError(f"stored tree size {size} but the latest signed checkpoint is for size {signed.size}")
+    last_bundle = tx.max_entry_bundle()
+    if last_bundle is not None and last_bundle * TILE_WIDTH >= size:
+        problem(last_bundle * TILE_WIDTH, f"entry bundle {last_bundle} is stored beyond the signed tree size {size}")
+    epochs = _EpochRows(tx, problem) if entries else None
+    deriving = _Deriving(Derived(), None if epochs is None else
+                         lambda row: epochs.expect(row) if isinstance(row, EpochRow) else None, problem)
+    reader = _EntryReader(tx, size, deriving if entries else None, visit, problem)
+    below = b""
+    try:
+        for level in range(levels_for_size(size)):
+            below = check_level(level, size, _paged_tiles(tx, level),
+                                reader.leaves if level == 0 and entries else _tiles_below(level, below))
+    except TreeError as exc:
+        problem(None, f"stored tree does not match the latest signed checkpoint: {exc}")
+    if entries:
+        reader.finish()  # the entries a failed tile check did not reach (only when problems are listed)
+    top = tx.max_tile_level()
+    if top is not None and top >= levels_for_size(size):
+        problem(None, f"stored tree does not match the latest signed checkpoint: tile level {top} should not exist "
+                      f"at size {size}")
+    try:
+        root = Edge.load(size, tx.tile).root()
+    except TreeError as exc:
+        problem(None, f"stored tree does not match the latest signed checkpoint: {exc}")
+    else:
         if root != signed.root:
-            raise IntegrityError(f"stored tree of size {size} has root {root.hex()} but the latest signed checkpoint "
-                                 f"says {signed.root.hex()}")
-        if entries:
-            _check_revoked(tx)
-    return head
+            problem(None, f"stored tree of size {size} has root {root.hex()} but the latest signed checkpoint "
+                          f"says {signed.root.hex()}")
+    if not entries:
+        return Checked(head, None)
+    assert epochs is not None
+    epochs.finish()
+    derived = deriving.result()
+    _check_trust_roots(tx, derived, problem)
+    _check_revoked(tx, derived, problem)
+    return Checked(head, derived)
 
 
-def _check_revoked(tx: Tx) -> None:
-    """Step 6 of :func:`check_integrity`: the ``revoked`` table against the stored keysets."""
-    expected = logged_revocations(tx)
+class _EntryReader:
+    """Level 0 of :func:`check_log`: the leaf hashes of the stored entries, one entry bundle at a time,
+    each entry also handed to the derivation and to ``visit``."""
+
+    def __init__(self, tx: Tx, size: int, deriving: _Deriving | None, visit: Callable[[int, bytes], None] | None,
+                 problem: Problem) -> None:
+        self._tx, self._size, self._deriving, self._visit, self._problem = tx, size, deriving, visit, problem
+        self.next = 0  # the next entry bundle to read
+
+    def _read(self, number: int, width: int) -> list[bytes]:
+        self.next = number + 1
+        data = self._tx.entry_bundle(number)
+        try:
+            found = split_entry_bundle(data or b"")
+        except VerificationError as exc:
+            raise TreeError(f"entry bundle {number} is damaged: {exc}") from exc
+        if len(found) != width:
+            raise TreeError(f"entry bundle {number} holds {len(found)} entries, the tree size implies {width}: "
+                            "the stored entries were changed")
+        base = number * TILE_WIDTH
+        for i, entry in enumerate(found):
+            if self._deriving is not None:
+                self._deriving.add(base + i, entry)
+            if self._visit is not None:
+                self._visit(base + i, entry)
+        return found
+
+    def leaves(self, start: int, width: int) -> bytes:
+        return b"".join(leaf_hash(e) for e in self._read(start // TILE_WIDTH, width))
+
+    def finish(self) -> None:
+        """Read the entry bundles the tile check did not reach (it stopped at a damaged tile)."""
+        count = (self._size + TILE_WIDTH - 1) // TILE_WIDTH
+        while self.next < count:
+            number = self.next
+            try:
+                self._read(number, min(TILE_WIDTH, self._size - number * TILE_WIDTH))
+            except TreeError as exc:
+                self._problem(number * TILE_WIDTH, str(exc))
+
+
+def _tiles_below(level: int, below: bytes) -> Callable[[int, int], bytes] | None:
+    """What tiles of ``level`` > 0 must hold: the roots of the full tiles of the level below."""
+    if level == 0:
+        return None
+    return lambda start, width: below[start * HASH_SIZE:(start + width) * HASH_SIZE]
+
+
+def _check_trust_roots(tx: Tx, derived: Derived, problem: Problem) -> None:
+    """Step 8 of :func:`check_log`: the ``trust_roots`` table against the logged rotations."""
+    found = {row.version: row for row in tx.trust_roots()}
+    want = {row.version: row for row in derived.rotations}
+    for version in sorted(set(found) | set(want)):
+        row, logged = found.get(version), want.get(version)
+        if row is None:
+            assert logged is not None
+            problem(logged.index, f"the trust_roots table lacks the row of version {version}: entry {logged.index} is "
+                                  "its rotation")
+        elif logged is None:
+            problem(row.index, f"the trust_roots table holds a row for version {version} (index {row.index}) that no "
+                               "logged rotation has")
+        elif row != logged:
+            what = "index" if row.index != logged.index else "envelope"
+            problem(logged.index, f"the trust_roots row of version {version} (index {row.index}) does not match entry "
+                                  f"{logged.index}, the rotation to version {version}: its {what} differs")
+
+
+def _check_revoked(tx: Tx, derived: Derived, problem: Problem) -> None:
+    """Step 9 of :func:`check_log`: the ``revoked`` table against the logged keysets."""
+    expected = derived.revoked
     found = tx.revoked()
     missing = sorted(set(expected) - set(found))
     if missing:
         row = expected[missing[0]]
-        raise IntegrityError(f"the revoked table lacks {len(missing)} revocation mark(s) of the logged keysets, first "
-                             f"{row.mark!r} (revoked by epoch {row.epoch} at index {row.index}): the rule that a "
-                             "revocation is never undone cannot be enforced from it")
+        problem(row.index, f"the revoked table lacks {len(missing)} revocation mark(s) of the logged keysets, first "
+                           f"{row.mark!r} (revoked by epoch {row.epoch} at index {row.index}): the rule that a "
+                           "revocation is never undone cannot be enforced from it")
     extra = sorted(set(found) - set(expected))
     if extra:
         row = found[extra[0]]
-        raise IntegrityError(f"the revoked table holds {len(extra)} revocation mark(s) that no logged keyset revokes, "
-                             f"first {row.mark!r} (recorded for epoch {row.epoch} at index {row.index})")
-    for mark in sorted(expected):
+        problem(row.index, f"the revoked table holds {len(extra)} revocation mark(s) that no logged keyset revokes, "
+                           f"first {row.mark!r} (recorded for epoch {row.epoch} at index {row.index})")
+    for mark in sorted(set(expected) & set(found)):
         if found[mark] != expected[mark]:
-            raise IntegrityError(f"the revoked table records {mark!r} at epoch {found[mark].epoch} (index "
-                                 f"{found[mark].index}), but the logged keysets first revoke it at epoch "
-                                 f"{expected[mark].epoch} (index {expected[mark].index})")
+            problem(expected[mark].index, f"the revoked table records {mark!r} at epoch {found[mark].epoch} (index "
+                                          f"{found[mark].index}), but the logged keysets first revoke it at epoch "
+                                          f"{expected[mark].epoch} (index {expected[mark].index})")
 
 
-def _expected_hashes(tx: Tx, level: int, below: bytes, entries: bool) -> Callable[[int, int], bytes] | None:
-    """What tiles of ``level`` must hold: leaf hashes of stored entries (level 0), else ``below``."""
-    if level > 0:
-        return lambda start, width: below[start * HASH_SIZE:(start + width) * HASH_SIZE]
-    if not entries:
-        return None
 
-    def leaves(start: int, width: int) -> bytes:
-        data = tx.entry_bundle(start // TILE_WIDTH)
+#: The command that brings back entries a restored database lacks (:mod:`distributor.recover`).
+RECOVER_COMMAND = "fleetkeys distributor recover"
+
+
+def static_directory(static: Any) -> str | None:
+    """The directory of a ``static`` writer handed to :class:`Log`: a ``distributor.export``
+    ``StaticWriter`` (``directory``) or the ``BackgroundWriter`` around one (``writer.directory``)."""
+    writer = getattr(static, "writer", static)
+    directory = getattr(writer, "directory", None)
+    return directory if isinstance(directory, str) else None
+
+
+def check_not_behind(tx: Tx, head: Head, log_key: NoteVerifier, *, database: str, static_dir: str | None = None) -> None:
+    """Refuse a log that is behind a checkpoint it already showed (docs/DESIGN.md §5, "Restoring a backup").
+
+    A database restored from a backup taken at size 3 of a log that had exported (or had witnesses
+    cosign) size 5 would sign a *different* size-4 or size-5 tree as soon as it appended: every client
+    and witness that saw size 5 refuses it forever (no consistency proof can exist). So, in every
+    process that opens the log, before the served checkpoint is renewed:
+
+    1. the stored served checkpoint (``served_checkpoint``) must be for a size at most the head's;
+    2. ``<static_dir>/checkpoint``, when it exists, must verify under ``log_key`` and name either a
+       size above the head (refused: the entries between are missing, and ``fleetkeys distributor
+       recover`` reads them back from the export), or the head's size with the head's root, or a
+       smaller size from which the head is consistent (a consistency proof from the stored tiles).
+       Any other root at a size the database has is a fork: refused, with nothing to recover.
+
+    Raises :class:`IntegrityError` naming both sizes and the recovery command.
+    """
+    recover = f"{RECOVER_COMMAND} --database {database} --from-static DIR (the export) or --from URL (a mirror)"
+    served = tx.served_checkpoint()
+    if served is not None and served.size > head.size:
+        raise IntegrityError(f"{database} is at size {head.size} but its stored served checkpoint is for size "
+                             f"{served.size}: the log already served a larger tree than it holds (restored from an "
+                             f"older backup?), and clients that saw size {served.size} would refuse it forever. "
+                             f"Bring the missing entries back with {recover}")
+    if static_dir is None:
+        return
+    path = os.path.join(static_dir, "checkpoint")
+    try:
+        with open(path, "rb") as f:
+            note = f.read(64 * 1024)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise IntegrityError(f"cannot read the exported checkpoint {path}: {exc}") from exc
+    try:
+        exported = open_checkpoint(note, log_key).checkpoint
+    except VerificationError as exc:
+        raise IntegrityError(f"the exported checkpoint {path} is not a checkpoint of this log (it does not verify "
+                             f"under {log_key.vkey}: {exc}): refusing to serve or export over it") from exc
+    if exported.size > head.size:
+        raise IntegrityError(f"the static export {static_dir} holds the signed checkpoint of size {exported.size}, but "
+                             f"{database} is only at size {head.size}: the database was restored from an older "
+                             f"backup (or is not this log's), and clients and witnesses that saw size "
+                             f"{exported.size} would refuse it forever. Recover entries {head.size}.."
+                             f"{exported.size - 1} with {RECOVER_COMMAND} --database {database} --from-static "
+                             f"{static_dir} (or --from URL of a mirror), then start again")
+    if not holds_tree(tx, head, log_key, exported):
+        raise IntegrityError(f"fork: the static export {static_dir} holds the signed checkpoint of size {exported.size} "
+                             f"with root {exported.root.hex()}, but the tree in {database} (size {head.size}) has "
+                             f"another root at that size: this log signed two different histories, and clients that "
+                             "saw the exported one refuse this one forever. Not serving; there is nothing to recover "
+                             "(restore the database that produced the export, or start a new log)")
+
+
+def holds_tree(tx: Tx, head: Head, log_key: NoteVerifier, tree: Checkpoint) -> bool:
+    """Whether the stored tree at ``tree.size`` (at most ``head.size``) has ``tree.root``: the head's
+    root at the head's size, else a consistency proof from the stored tiles to the head."""
+    head_root = _verified_checkpoint(head.checkpoint, log_key).checkpoint.root
+    if tree.size in (0, head.size):
+        return tree.root == (head_root if tree.size else EMPTY_ROOT)
+    try:
+        proof = consistency_proof(tree.size, head.size, _node_reader(tx, head.size))
+        verify_consistency(tree.size, head.size, proof, tree.root, head_root)
+    except VerificationError:
+        return False
+    return True
+
+
+def _derive(tx: Tx, base: Derived, size: int) -> Derived:
+    """What the entries ``base.size .. size-1`` add to ``base`` (the writer's catch-up after another
+    process appended); each entry's leaf hash is checked against its level-0 tile first."""
+    deriving = _Deriving(base)
+    start = base.size
+    for number in range(start // TILE_WIDTH, (size - 1) // TILE_WIDTH + 1 if size > start else 0):
+        first, width = number * TILE_WIDTH, min(TILE_WIDTH, size - number * TILE_WIDTH)
         try:
-            found = split_entry_bundle(data or b"")
+            entries = split_entry_bundle(tx.entry_bundle(number) or b"", width)
         except VerificationError as exc:
-            raise TreeError(f"entry bundle {start // TILE_WIDTH} is damaged: {exc}") from exc
-        if len(found) != width:
-            raise TreeError(f"entry bundle {start // TILE_WIDTH} holds {len(found)} entries, the tree size implies "
-                            f"{width}: the stored entries were changed")
-        return b"".join(leaf_hash(e) for e in found)
+            raise IntegrityError(f"entry bundle {number} is damaged: {exc}") from exc
+        hashes = tx.tile(0, number) or b""
+        for i in range(max(start, first) - first, width):
+            if leaf_hash(entries[i]) != hashes[i * HASH_SIZE:(i + 1) * HASH_SIZE]:
+                raise IntegrityError(f"entry {first + i} does not match its hash in tile 0/{number}")
+            deriving.add(first + i, entries[i])
+    return deriving.result()
 
-    return leaves
+
+def _find_epoch(tx: Tx, epoch: int, size: int) -> tuple[int, bytes] | None:
+    """``(index, bytes)`` of the bundle of ``epoch`` among the first ``size`` entries, found through the
+    entries alone: a binary search, since the epochs of the logged bundles grow with their index (the
+    next-epoch rule). About log2(size) entry-bundle reads (measured: see docs/DESIGN.md §5); used only
+    when the ``epochs`` index does not lead to the bundle."""
+    lo, hi = 0, size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found: tuple[int, bytes, EpochRow] | None = None
+        probe = mid
+        while found is None and probe < hi:
+            chunk = tx.entries(probe, min(hi, (probe // TILE_WIDTH + 1) * TILE_WIDTH))
+            if not chunk:
+                break
+            for i, data in enumerate(chunk, probe):
+                row, _ = derived_row(i, data)
+                if isinstance(row, EpochRow):
+                    found = (i, data, row)
+                    break
+            probe += len(chunk)
+        if found is None:
+            hi = mid
+        elif found[2].epoch == epoch:
+            return found[0], found[1]
+        elif found[2].epoch < epoch:
+            lo = found[0] + 1
+        else:
+            hi = mid
+    return None
 
 
 def _extend_bundles(size: int, tail: bytes, entries: Sequence[bytes]) -> tuple[bytes, dict[int, bytes]]:
@@ -303,18 +698,22 @@ class Log:
     Opening an empty database creates the log: meta rows (origin, log and freshness vkeys) and the
     signed checkpoint of the empty tree. Opening an existing one checks that the origin and keys are
     the ones it was created with, and that the trust root in force names this log's keys
-    (:class:`LogConfigError` otherwise), and that the head's checkpoint verifies and matches the tree
-    edge (:class:`IntegrityError`; the full check is :meth:`self_check`).
+    (:class:`LogConfigError` otherwise), and runs the start-up check :func:`check_log`
+    (:class:`IntegrityError`; :meth:`self_check` runs it again).
 
     ``static``: an object with ``submit(batch: Batch)`` (``distributor.export``), called after each
-    commit. ``clock``: POSIX seconds (freshness cosignatures, expiry). Every checkpoint it serves
-    is the stored served checkpoint (:attr:`served`). Thread-safe.
+    commit; its directory's checkpoint is checked at the open (:func:`check_not_behind`: a log restored
+    from a backup older than its export is refused). ``recovering`` (only
+    :mod:`distributor.recover`): skip that check and leave the served checkpoint untouched, so that
+    :meth:`append_recovered` can bring the missing entries back. ``clock``: POSIX seconds (freshness
+    cosignatures, expiry). Every checkpoint it serves is the stored served checkpoint (:attr:`served`).
+    Thread-safe.
     """
 
     def __init__(self, storage: Storage, *, origin: str, log_signer: Any, freshness_signer: Any,
                  trust_root: TrustRoot | None = None, freshness_interval: float = 60,
                  clock: Callable[[], float] = time.time, static: Any = None,
-                 witnesses: Sequence[NoteVerifier] | None = None) -> None:
+                 witnesses: Sequence[NoteVerifier] | None = None, recovering: bool = False) -> None:
         self.storage = storage
         self.origin = origin
         self._note_signer = NoteSigner.from_signer(origin, log_signer)
@@ -329,6 +728,7 @@ class Log:
         self._wlock = threading.Lock()
         self._state: _State | None = None
         self._listeners: list[Callable[[int], None]] = []
+        self._recovering = recovering
         self._open()
 
     # -- opening ----------------------------------------------------------------------------------
@@ -346,11 +746,25 @@ class Log:
                 self._check_meta(tx, stored_origin)
             record_bootstrap(tx, self._bootstrap)
             head = tx.head()
-            state = self._load_state(tx, head)
+            self._verified_edge(tx, head)  # before anything below cosigns it
             assert head is not None
             tx.put_checkpoint(head.size, head.checkpoint)  # a database from before schema 4 keeps none
-            self.served.ensure(tx, head)  # a database from before served checkpoints gets its first one
+            if not self._recovering:
+                # Before the served checkpoint is renewed (which would re-serve the head at a fresh
+                # time): a log behind what it already showed (restored from an older backup) is never
+                # served. Recovering, the served row is left as it is until the entries are back.
+                check_not_behind(tx, head, self.log_key, database=self.storage.description,
+                                 static_dir=static_directory(self._static))
+                self.served.ensure(tx, head)  # a database from before served checkpoints gets its first one
         self.served.schema_ready()
+        # The start-up check, in every process that opens the log (each worker, replica, exporter): the
+        # whole tree and the derived tables from the entries (check_log). It runs in a read transaction,
+        # so the other workers and replicas go on serving and appending meanwhile; the writer's state is
+        # what the entries of the checked head imply, and _commit brings it forward from there.
+        with self.storage.read() as tx:
+            checked = check_log(tx, self.log_key)
+            assert checked.derived is not None
+            state = self._state_at(tx, checked.head, checked.derived)
         self._state = state
         if self._bootstrap is not None:
             self._check_root_names_log(self._bootstrap, "the configured trust root")
@@ -402,7 +816,8 @@ class Log:
         """Call ``fn(new_size)`` after every committed append of this process (the witness loop)."""
         self._listeners.append(fn)
 
-    def _load_state(self, tx: Tx, head: Head | None) -> _State:
+    def _verified_edge(self, tx: Tx, head: Head | None) -> Edge:
+        """The stored tree edge of ``head``, whose signed checkpoint must verify and match it."""
         if head is None:
             raise IntegrityError(f"{self.storage.description}: log metadata exists but no head")
         signed = _verified_checkpoint(head.checkpoint, self.log_key).checkpoint
@@ -413,16 +828,56 @@ class Log:
         if signed.size != head.size or edge.root() != signed.root:
             raise IntegrityError(f"the latest signed checkpoint (size {signed.size}, root {signed.root.hex()}) does not "
                                  f"match the stored tree (size {head.size}, root {edge.root().hex()})")
+        return edge
+
+    def _state_at(self, tx: Tx, head: Head | None, derived: Derived) -> _State:
+        """The writer's state at ``head``, whose entries imply ``derived``."""
+        edge = self._verified_edge(tx, head)
+        assert head is not None and derived.size == head.size
         tail = b""
         if head.size % TILE_WIDTH:
             try:
                 tail = entry_bundle_prefix(tx.entry_bundle(head.size // TILE_WIDTH) or b"", head.size % TILE_WIDTH)
             except VerificationError as exc:
                 raise IntegrityError(f"the last entry bundle is damaged: {exc}") from exc
-        return _State(edge, tail, head.checkpoint, tx.last_epoch(), self._root_in_force(tx), frozenset(tx.revoked()))
+        bootstrap = self._bootstrap if self._bootstrap is not None else self.roots.bootstrap(tx)
+        root = self.roots.newest(derived.rotations[-1] if derived.rotations else None, bootstrap)
+        return _State(edge, tail, head.checkpoint, derived, root, frozenset(derived.revoked))
+
+    def _reload(self, tx: Tx, head: Head | None, state: _State | None) -> _State:
+        """The state of the database's head after another process or replica appended: when the head
+        extends ``state`` (a consistency proof from the tiles) only the new entries are read, checked
+        against the level-0 tiles and derived; otherwise all of them."""
+        if head is not None and state is not None and state.size < head.size:
+            new_root = _verified_checkpoint(head.checkpoint, self.log_key).checkpoint.root
+            try:
+                proof = consistency_proof(state.size, head.size, _node_reader(tx, head.size))
+                verify_consistency(state.size, head.size, proof, state.edge.root(), new_root)
+            except VerificationError:
+                pass
+            else:
+                return self._state_at(tx, head, _derive(tx, state.derived, head.size))
+        return self._state_at(tx, head, _derive(tx, Derived(), head.size if head is not None else 0))
+
+    def _logged_bundle(self, tx: Tx, state: _State, epoch: int) -> tuple[int, bytes] | None:
+        """``(index, bytes)`` of the logged bundle of ``epoch`` among the entries of ``state``, or ``None``.
+
+        An epoch above the newest one the entries hold (``state.last``, derived from the entries) is not
+        logged: no lookup. Else the ``epochs`` row is tried, and believed only if its entry is that
+        epoch's bundle; if it is not (a damaged index), the entries themselves are searched
+        (:func:`_find_epoch`). Either way the answer comes from the entries."""
+        if state.last is None or epoch > state.last.epoch:
+            return None
+        row = tx.epoch(epoch)
+        if row is not None and row.index < state.size:
+            data = tx.entry(row.index)
+            found, _ = derived_row(row.index, data or b"")
+            if data is not None and isinstance(found, EpochRow) and found.epoch == epoch:
+                return row.index, data
+        return _find_epoch(tx, epoch, state.size)
 
     def self_check(self, *, entries: bool = True) -> Head:
-        """Run :func:`check_integrity` on this log's storage."""
+        """Run :func:`check_integrity` on this log's storage again (the open ran it once)."""
         return check_integrity(self.storage, self.log_key, entries=entries)
 
     # -- writing ----------------------------------------------------------------------------------
@@ -433,7 +888,7 @@ class Log:
                 state = self._state
                 if state is None or head is None or head.size != state.size or head.checkpoint != state.checkpoint:
                     # Another process or replica appended: start from the database's head.
-                    state = self._state = self._load_state(tx, head)
+                    state = self._state = self._reload(tx, head, state)
                 change = plan(tx, state)
                 new_state, batch = state, None
                 if change.entries:
@@ -449,7 +904,9 @@ class Log:
                     tx.set_head(edge.size, checkpoint)
                     tx.put_checkpoint(edge.size, checkpoint)
                     served = self.served.issue(tx, Head(edge.size, checkpoint))
-                    new_state = _State(edge, tail, checkpoint, change.last, change.trust_root,
+                    revoked = {**state.derived.revoked, **{m.mark: m for m in change.marks}}
+                    derived = Derived(edge.size, change.last, state.derived.rotations + tuple(change.roots), revoked)
+                    new_state = _State(edge, tail, checkpoint, derived, change.trust_root,
                                        state.revoked if change.revoked is None else change.revoked)
                     if served.size == edge.size:
                         batch = Batch(state.size, edge.size, tiles, bundles, checkpoint, served.checkpoint,
@@ -492,6 +949,63 @@ class Log:
                            last=state.last, trust_root=state.trust_root)
 
         return self._commit(plan)[0].index
+
+    def append_recovered(self, start: int, entries: Sequence[bytes], expected: Checkpoint) -> None:
+        """Append entries read back from an export or a mirror (:mod:`distributor.recover`), all in one
+        write transaction, only if the log is still at size ``start`` and the result is exactly the tree
+        of ``expected`` (a checkpoint this log signed, verified by the caller): same size, same root.
+
+        Each entry passes again the rules it passed when it was logged (as ``fleetkeys fsck`` checks
+        them): a bundle verifies under the trust root in force at its index, is the next epoch and
+        keeps the revocation rule; a rotation verifies under the root in force and is the next version;
+        other bytes are refused. Not the expiry rule: a keyset that expired since is still what the
+        log held at that index. Raises :class:`IntegrityError` naming the entry (nothing is written).
+        """
+        entries = [bytes(e) for e in entries]
+        for e in entries:
+            self._check_size(e)
+
+        def refuse(message: str) -> IntegrityError:
+            return IntegrityError(f"the entries were not appended: {message}")
+
+        def problem(index: int | None, message: str) -> None:
+            raise refuse(message)
+
+        def plan(tx: Tx, state: _State) -> _Change:
+            if state.size != start:
+                raise refuse(f"the log moved from size {start} to {state.size} meanwhile (is it being served?)")
+            edge, _ = state.edge.extend([leaf_hash(e) for e in entries])
+            if edge.size != expected.size or edge.root() != expected.root:
+                raise refuse(f"appending the {len(entries)} entries gives size {edge.size} with root "
+                             f"{edge.root().hex()}, not the signed checkpoint's size {expected.size} with root "
+                             f"{expected.root.hex()}: the database's first {start} entries are not that tree's (a fork)")
+            change = _Change(entries=entries, results=[Published(start, True)])
+            deriving = _Deriving(state.derived, problem=problem)
+            root, revoked = state.trust_root, state.revoked
+            for index, data in enumerate(entries, start):
+                row, _ = derived_row(index, data)
+                if root is None:
+                    raise refuse(f"entry {index}: no trust root is recorded for this log (give --trust-root)")
+                try:
+                    if isinstance(row, EpochRow):
+                        new = check_revocations(revoked, verify_bundle(data, root).keyset)
+                        change.marks += [RevokedRow(m, row.epoch, index) for m in sorted(new - revoked)]
+                        change.epochs.append(row)
+                        revoked = new
+                    elif isinstance(row, TrustRootRow):
+                        root = verify_rotation(root, data)
+                        self.roots.remember(root)
+                        change.roots.append(row)
+                    else:
+                        raise refuse(f"entry {index} is neither a bundle nor a trust-root rotation")
+                except VerificationError as exc:
+                    raise refuse(f"entry {index} does not pass the log's rules under trust root version "
+                                 f"{root.version}: {exc}") from exc
+                deriving.add(index, data)  # the epoch chain and the version sequence
+            change.last, change.trust_root, change.revoked = deriving.result().last, root, revoked
+            return change
+
+        self._commit(plan)
 
     def publish(self, data: bytes) -> Published:
         """Validate and append one bundle (see :meth:`publish_batch`)."""
@@ -545,12 +1059,12 @@ class Log:
                 epoch = verified.keyset.epoch
                 if epoch in pending:
                     raise RuleViolation(f"epoch {epoch} appears twice in the batch")
-                row = tx.epoch(epoch)
-                if row is not None:
-                    if tx.entry(row.index) == data:
-                        change.results.append(Published(row.index, False, epoch=epoch))
+                logged = self._logged_bundle(tx, state, epoch)
+                if logged is not None:
+                    if logged[1] == data:
+                        change.results.append(Published(logged[0], False, epoch=epoch))
                         continue
-                    raise RuleViolation(f"epoch {epoch} is already logged at index {row.index} with a different "
+                    raise RuleViolation(f"epoch {epoch} is already logged at index {logged[0]} with a different "
                                         "bundle")
                 where = f"bundle {i} of {len(pre)}: " if len(pre) > 1 else ""
                 try:
@@ -609,10 +1123,13 @@ class Log:
             epoch = parse_statement(parse_bundle(data).statement).epoch
         except VerificationError:
             return None
+        state = self._state
+        if state is None:
+            return None
         with self.storage.read() as tx:
-            row = tx.epoch(epoch)
-            if row is not None and tx.entry(row.index) == data:
-                return Published(row.index, False, epoch=epoch)
+            logged = self._logged_bundle(tx, state, epoch)
+        if logged is not None and logged[1] == data:
+            return Published(logged[0], False, epoch=epoch)
         return None
 
     def rotate_trust_root(self, envelope: bytes) -> Published:
@@ -635,7 +1152,8 @@ class Log:
             if current is None:
                 raise NotConfigured("no trust root is configured (start the distributor with --trust-root)")
             change = _Change(last=state.last, trust_root=current)
-            row = tx.trust_root(version)
+            # The rotations the entries hold (derived from them, not from the trust_roots table).
+            row = next((r for r in state.derived.rotations if r.version == version), None)
             if row is not None:
                 if row.envelope != data:
                     raise RuleViolation(f"trust root version {version} is already logged at index {row.index} "
@@ -866,10 +1384,17 @@ def epoch_json(row: EpochRow) -> dict[str, Any]:
 
 __all__ = [
     "Batch",
+    "Checked",
+    "Derived",
     "Log",
     "ProvenEntry",
     "Published",
+    "RECOVER_COMMAND",
     "check_integrity",
+    "check_log",
+    "check_not_behind",
+    "holds_tree",
+    "derived_row",
     "epoch_json",
     "parse_checkpoint_root",
 ]

@@ -24,7 +24,7 @@ from verifier.note import NoteVerifier
 from verifier.trustroot import TrustRoot, parse_envelope, parse_trust_root_body
 
 from .errors import IntegrityError, LogConfigError
-from .storage import Tx
+from .storage import TrustRootRow, Tx
 
 #: The ``meta`` key holding base64 of the configured bootstrap root's envelope ("" for none).
 BOOTSTRAP_META = "bootstrap_trust_root"
@@ -84,7 +84,12 @@ class Roots:
         recorded one. A bootstrap root of a logged version with another body is :class:`LogConfigError`."""
         if bootstrap is None:
             bootstrap = self.bootstrap(tx)
-        row = tx.latest_trust_root(size)
+        return self.newest(tx.latest_trust_root(size), bootstrap)
+
+    def newest(self, row: TrustRootRow | None, bootstrap: TrustRoot | None) -> TrustRoot | None:
+        """The root in force when ``row`` is the newest logged rotation (``None``: none) and ``bootstrap``
+        the bootstrap root (the rule of :meth:`in_force`; the log's writer gives the row it derived from
+        the entries themselves, not the ``trust_roots`` table)."""
         if row is None:
             return bootstrap
         logged = self.parse(row.envelope, f"logged trust root version {row.version}")

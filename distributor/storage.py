@@ -60,6 +60,7 @@ revocation marks; version 3 code would serve the head without waiting for witnes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -218,6 +219,12 @@ class Tx:
         row = self._one("SELECT checkpoint FROM checkpoints WHERE size = ?", (size,))
         return None if row is None else bytes(row[0])
 
+    def checkpoints(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` kept ``(size, checkpoint)`` rows at or above ``start``, ascending (fsck)."""
+        rows = self._all("SELECT size, checkpoint FROM checkpoints WHERE size >= ? ORDER BY size LIMIT ?",
+                         (start, limit))
+        return [(int(n), bytes(c)) for n, c in rows]
+
     def checkpoint_sizes(self, start: int) -> list[int]:
         """The kept checkpoint sizes at or above ``start``, ascending."""
         return [int(r[0]) for r in self._all("SELECT size FROM checkpoints WHERE size >= ? ORDER BY size", (start,))]
@@ -331,6 +338,13 @@ class Tx:
                              "WHERE epoch < ? AND idx < ? ORDER BY epoch DESC LIMIT ?", (before, below, limit))
         return [self._epoch_row(r) for r in rows]
 
+    def epoch_rows(self, after: int, limit: int) -> list[EpochRow]:
+        """Up to ``limit`` whole epoch rows above epoch ``after``, oldest first (the start-up check pages
+        through them)."""
+        rows = self._all("SELECT epoch, idx, digest, fleet_ids, issued_at, expires_at FROM epochs WHERE epoch > ? "
+                         "ORDER BY epoch LIMIT ?", (after, limit))
+        return [self._epoch_row(r) for r in rows]
+
     def epoch_indexes(self, after: int, limit: int) -> list[tuple[int, int]]:
         """``(epoch, index)`` of up to ``limit`` epochs above ``after``, oldest first."""
         rows = self._all("SELECT epoch, idx FROM epochs WHERE epoch > ? ORDER BY epoch LIMIT ?", (after, limit))
@@ -435,6 +449,13 @@ class Storage(ABC):
       committed (durably) when the block exits normally, rolled back if it raises.
     * :meth:`read` - a read-only transaction (never blocks writers).
 
+    Failures of the database are raised as :class:`~distributor.errors.StorageError` subclasses
+    (:class:`~distributor.errors.DiskFull`, :class:`~distributor.errors.StorageIOError`,
+    :class:`~distributor.errors.StorageBusy`, :class:`~distributor.errors.ConnectionLost`, ...), never as
+    the driver's own exceptions; a connection that failed that way is closed and replaced at its next
+    use. A write that raised one may or may not have committed (see
+    :class:`~distributor.errors.StorageUnavailable`).
+
     The schema is created on first use of :meth:`write` (idempotent, under the writer lock).
     """
 
@@ -451,14 +472,15 @@ class Storage(ABC):
         raise NotImplementedError
 
     def _usable(self, conn: Any) -> bool:
-        """Whether this thread's cached connection can still be used."""
+        """Whether this thread's cached connection can still be used (a cheap check, no round trip)."""
         return True
 
     def _conn(self) -> Any:
-        """This thread's connection, opened on first use and remembered for :meth:`close`."""
+        """This thread's connection, opened on first use and remembered for :meth:`close`; one that
+        failed :meth:`_usable` is closed and replaced."""
         conn = getattr(self._local, "conn", None)
         if conn is not None and not self._usable(conn):
-            conn.close()
+            self._discard()
             conn = None
         if conn is None:
             conn = self._open()
@@ -466,6 +488,18 @@ class Storage(ABC):
             with self._lock:
                 self._connections.append(conn)
         return conn
+
+    def _discard(self) -> None:
+        """Close and forget this thread's connection (it broke, or a failed COMMIT left it in doubt):
+        the next use opens a new one."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is None:
+            return
+        with self._lock:
+            self._connections = [c for c in self._connections if c is not conn]
+        with contextlib.suppress(Exception):  # a broken connection may fail to close; it is gone either way
+            conn.close()
 
     @abstractmethod
     def write(self) -> AbstractContextManager[Tx]:

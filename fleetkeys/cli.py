@@ -34,14 +34,14 @@ _GROUPS: tuple[tuple[str, str, tuple[str, ...], dict[str, str]], ...] = (
     ("operator", "The operator: countersign, publish, trust roots.", ("countersigner.cli", "fleetkeys.client_cli"),
      {"countersign": "countersign", "publish": "publish", "trust-root": "trust-root"}),
     ("distributor", "The log: serve it, export it, list it.", ("distributor.cli", "fleetkeys.audit_cli"),
-     {"serve": "serve", "export": "export", "log": "log"}),
+     {"serve": "serve", "export": "export", "log": "log", "recover": "recover"}),
     ("client", "The client verifier: fetch and verify fleet keys, check a bundle.", ("fleetkeys.client_cli",),
      {"verify": "verify", "verify-bundle": "verify-bundle"}),
     ("witness", "A C2SP tlog-witness: serve add-checkpoint, create or show its key.", ("witness.cli",),
      {"witness-serve": "serve", "witness-keygen": "keygen", "witness-vkey": "vkey"}),
 )
 #: Commands that also stand at the top level under their own name, shown in the help.
-_SHORT = {"quickstart", "serve", "verify", "audit", "signer"}
+_SHORT = {"quickstart", "serve", "verify", "audit", "signer", "fsck"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,7 +70,7 @@ def _assemble() -> None:
                     group.add_command(command, members[command.name])
                     placed[command.name] = command
         main.add_command(group)
-    for module_name in ("fleetkeys.quickstart", "fleetkeys.audit_cli", "signer.cli"):
+    for module_name in ("fleetkeys.quickstart", "fleetkeys.audit_cli", "signer.cli", "fleetkeys.fsck_cli"):
         for command in _commands(module_name):
             if command.name in _SHORT:
                 main.add_command(command)

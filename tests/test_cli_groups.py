@@ -11,7 +11,7 @@ GROUPS = {
     "keys": {"generate"},
     "signer": {"init", "token", "serve"},
     "operator": {"countersign", "publish", "trust-root"},
-    "distributor": {"serve", "export", "log"},
+    "distributor": {"serve", "export", "log", "recover"},
     "client": {"verify", "verify-bundle"},
     "witness": {"serve", "keygen", "vkey"},
 }
@@ -24,7 +24,7 @@ def test_each_role_has_its_group(group: str) -> None:
 
 def test_short_forms_are_listed_and_old_names_hidden() -> None:
     listed = {name for name, cmd in main.commands.items() if not cmd.hidden}
-    assert listed == {"quickstart", "serve", "verify", "audit", *GROUPS}
+    assert listed == {"quickstart", "serve", "verify", "audit", "fsck", *GROUPS}
     for old in ("publish", "countersign", "trust-root", "keygen", "export", "verify-bundle", "log"):
         assert main.commands[old].hidden, old
     out = CliRunner().invoke(main, ["--help"]).output
