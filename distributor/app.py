@@ -1,6 +1,7 @@
 """The distributor's HTTP service: a Flask application factory with one blueprint per area.
 
-Endpoints (DESIGN.md §5; every error is JSON ``{"error": "<reason>"}``):
+Endpoints (DESIGN.md §5; every error is JSON ``{"error": "<reason>"}``, every answer carries
+``X-Content-Type-Options: nosniff``):
 
 ``GET /checkpoint``
     The served checkpoint (``text/plain; charset=utf-8``): log signature + freshness cosignature, one
@@ -35,6 +36,23 @@ Endpoints (DESIGN.md §5; every error is JSON ``{"error": "<reason>"}``):
     ``{"origin", "log_vkey", "freshness_vkey", "size", "trust_root", "trust_root_version"}``.
 ``GET /``
     The audit web page (:mod:`distributor.web`), verifying the log in the browser.
+``GET /metrics``, ``GET /healthz``, ``GET /readyz``
+    Prometheus metrics, liveness and readiness (:mod:`serving.metrics`; the checks: :func:`_readiness_checks`).
+
+Strict input (400 ``{"error"}``): a repeated query parameter anywhere; on the two endpoints that take
+parameters, an unknown or empty one, or a number that is not canonical decimal (no sign, no leading
+zeros; FORMAT.md §1.4); a request body the server cannot read (a malformed chunked encoding, a body
+shorter than its ``Content-Length``). Static-layout paths (``/tile/...``, ``/entry/...``,
+``/trust-root/...``) answer 404 for a non-canonical name, as a static file server would.
+
+Storage failures (:class:`~distributor.errors.StorageError`) answer 503 with a fixed reason
+(``disk full``, ``storage I/O error``, ``storage busy``, ``database connection lost``, ``storage
+unavailable``) and ``Retry-After`` (:data:`RETRY_AFTER`); the details go to the log only. A request
+that met a lost database connection is run once more on a new connection before that answer: reads,
+and the two publish endpoints, which are idempotent (the same bytes re-posted answer 200 with the
+entry's index: the antispam rule). A 5xx on a publish (a COMMIT whose fsync failed, a connection lost
+during COMMIT, a server killed) does **not** mean "not appended": the entry may be in the log, and
+re-posting the same bytes is always safe (200 if it is there, 201 if it was not).
 
 Caching (what a CDN in front may do). Every successful response carries a strong ``ETag`` (SHA-256
 of the body, truncated to 128 bits) and answers ``If-None-Match`` with 304; ``Cache-Control``:
@@ -58,32 +76,39 @@ of the body, truncated to 128 bits) and answers ``If-None-Match`` with 304; ``Ca
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from serving import metrics as ops
+from serving.openapi import openapi_document
 from verifier.checkpoint import parse_decimal
+from verifier.cosignature import witnessed_time
 from verifier.errors import VerificationError
 from verifier.note import NoteSigner
+from verifier.signatures import KeyGroup
 from verifier.tiles import parse_tile_path
 from verifier.trustroot import MAX_VERSION, load_trust_root
 
 from .config import Config
 from .errors import (
+    ConnectionLost,
     DistributorError,
     EntryTooLarge,
     InvalidEntry,
     NotConfigured,
     NotFound,
     RuleViolation,
+    StorageError,
 )
 from .export import BackgroundWriter, Refresher, StaticWriter, parse_entry_path
-from .freshness import Freshness
+from .freshness import Freshness, ServedCheckpoint, visible_head
 from .log import Log, Published, epoch_json
 from .storage import Storage, open_storage
 from .web import web_bp
@@ -96,6 +121,8 @@ CACHE_CHECKPOINT = "public, max-age=5"
 CACHE_API = "no-cache"
 CACHE_ERROR = "no-store"
 MAX_EPOCHS_PAGE = 100
+#: Seconds a client is asked to wait (``Retry-After``) after a storage failure (503).
+RETRY_AFTER = 5
 DEFAULT_EPOCHS_PAGE = 20
 _EXTENSION = "fleetkeys.distributor"
 
@@ -163,6 +190,10 @@ class Service:
             self.storage.close()
             raise
         self._refresher: Refresher | None = None
+        self.verified_size = self.log.head().size  # the open checked the stored tree against its checkpoint
+        cosigned = ops.counter("fleetkeys_distributor_witness_exchanges", "Exchanges with each witness by "
+                               "outcome (cosigned, failed).", ("witness", "outcome"))
+        self.witnessing.on_exchange = lambda ep, ok: cosigned.labels(ep.key.name, "cosigned" if ok else "failed").inc()
 
     def start_background(self) -> None:
         """Start the static refresher (one per process; a file lock elects the one that works) and the
@@ -183,6 +214,10 @@ class Service:
 
 def service() -> Service:
     return current_app.extensions[_EXTENSION]
+
+
+def _storage_error(exc: StorageError) -> None:
+    ops.storage_errors().labels("distributor", type(exc).__name__).inc()
 
 
 def _etag(resp: Response) -> None:
@@ -213,14 +248,17 @@ def _bad_request(message: str) -> ApiError:
 
 
 #: The one place where a domain error becomes an HTTP status (looked up along the class's MRO, so
-#: a subclass such as ``EntryTooLarge`` takes its own row before its base's). Anything not listed,
-#: e.g. ``IntegrityError`` or ``StorageError``, is a 500 whose reason is logged and answered.
+#: a subclass such as ``EntryTooLarge`` takes its own row before its base's). A ``StorageError``
+#: (``DiskFull``, ``StorageIOError``, ``StorageBusy``, ``ConnectionLost``, ...) answers its fixed
+#: ``reason`` with ``Retry-After``. Anything not listed, e.g. ``IntegrityError``, is a 500 whose
+#: reason is logged and answered.
 STATUS_OF: dict[type[DistributorError], int] = {
     InvalidEntry: 400,
     NotFound: 404,
     RuleViolation: 409,
     EntryTooLarge: 413,
     NotConfigured: 503,
+    StorageError: 503,
 }
 
 
@@ -231,9 +269,17 @@ def status_of(exc: DistributorError) -> int:
     return 500
 
 
+def _only_args(*names: str) -> None:
+    """Refuse a query parameter this endpoint does not take (a misspelt one would be silently ignored)."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise _bad_request(f"unknown query parameter {unknown[0][:40]!r} (this endpoint takes "
+                           f"{', '.join(names)})")
+
+
 def _int_arg(name: str, default: int | None = None, *, required: bool = False) -> int | None:
     value = request.args.get(name)
-    if value is None or value == "":
+    if value is None:
         if required:
             raise _bad_request(f"query parameter {name!r} is required")
         return default
@@ -321,6 +367,12 @@ def info() -> Response:
     return _api(service().log.info())
 
 
+@read_bp.get("/api/v1/openapi.json")
+def openapi() -> Response:
+    """This service's OpenAPI 3.1 document (``distributor/openapi.json``), byte for byte."""
+    return _cached(openapi_document(__package__), "application/json", CACHE_API)
+
+
 @read_bp.get("/api/v1/bundles/latest")
 def latest_bundle() -> Response:
     return _bundle(None)
@@ -346,6 +398,7 @@ def trust_root(version: str) -> Response:
 
 @read_bp.get("/api/v1/proof/consistency")
 def consistency() -> Response:
+    _only_args("from", "to")
     first = _int_arg("from", required=True)
     second = _int_arg("to")
     assert first is not None
@@ -360,6 +413,7 @@ def consistency() -> Response:
 
 @read_bp.get("/api/v1/epochs")
 def epochs() -> Response:
+    _only_args("limit", "before")
     limit = _int_arg("limit", DEFAULT_EPOCHS_PAGE)
     before = _int_arg("before")
     assert limit is not None
@@ -388,13 +442,28 @@ def _authorize() -> None:
 
 
 def _body() -> bytes:
-    data = request.get_data(cache=False)
+    """The request body, read once (kept in ``g`` for the one retry of :func:`_retry_once`)."""
+    data = g.get("body")
+    if data is None:
+        try:
+            data = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            raise  # werkzeug's own limit (max_body): answered as it is
+        except Exception as exc:  # noqa: BLE001 - whatever the server's input stream raises: unreadable body
+            log.info("unreadable request body on %s %s: %s: %s", request.method, request.path,
+                     type(exc).__name__, exc)
+            raise _bad_request("the request body could not be read (malformed chunked encoding, or shorter "
+                               "than its Content-Length)") from None
+        g.body = data
     if not data:
         raise _bad_request("empty request body")
     return data
 
 
 def _published(result: Published, key: str, value: int | None) -> Response:
+    if result.created:
+        ops.counter("fleetkeys_distributor_appends", "Entries appended, by kind.", ("kind",)).labels(
+            "bundle" if key == "epoch" else "trust_root").inc()
     proven, visible = service().log.prove_published(result.index)
     return _api({"index": result.index, key: value, "checkpoint": proven.checkpoint.decode(),
                  "proof": proven.proof.decode(), "visible": visible}, 201 if result.created else 200)
@@ -414,7 +483,149 @@ def publish_trust_root() -> Response:
     return _published(result, "version", result.version)
 
 
+# -- operations: metrics, health, readiness --------------------------------------------------------------
+ops_bp = Blueprint("ops", __name__)
+#: Seconds past the freshness interval the served freshness cosignature may be old before not ready.
+_FRESHNESS_SLACK = 2
+#: A witness whose newest cosignature is older than this many freshness intervals is missing
+#: (it is asked to renew at every interval).
+WITNESS_MISSING_INTERVALS = 3
+
+
+def _state_samples(svc: Service) -> list[ops.Sample]:
+    """The gauges read at scrape time, from the database: no renewal, no write."""
+    now = svc.config.clock()
+    with svc.storage.read() as tx:
+        head = tx.head()
+        row = tx.served_checkpoint()
+        assert head is not None
+        visible = visible_head(tx, head, row).size
+        policy = svc.log.roots.policy(tx, row.size if row is not None else head.size)
+    out = [ops.Sample("fleetkeys_distributor_tree_size", "Tree size: appended (the head) and visible (served).",
+                      head.size, (("tree", "appended"),)),
+           ops.Sample("fleetkeys_distributor_tree_size", "", visible, (("tree", "visible"),))]
+    if row is not None:
+        fresh_age = now - row.timestamp
+        checkpoint_age = fresh_age
+        if policy.threshold:
+            try:
+                checkpoint_age = now - witnessed_time(row.checkpoint, KeyGroup(policy.keys, policy.threshold),
+                                                      int(now), 10 * 365 * 86400)
+            except VerificationError:
+                checkpoint_age = float("inf")
+        out += [ops.Sample("fleetkeys_distributor_freshness_age_seconds", "Age of the served checkpoint's "
+                           "freshness cosignature.", fresh_age),
+                ops.Sample("fleetkeys_distributor_checkpoint_age_seconds", "Age of the served checkpoint as "
+                           "clients judge it: its witnessed time (the threshold-th newest witness cosignature), "
+                           "or its freshness time when no witness is required; +Inf when not witnessed.",
+                           checkpoint_age)]
+    for lag in svc.witnessing.lag():
+        labels = (("witness", lag.name),)
+        out.append(ops.Sample("fleetkeys_distributor_witness_lag_entries", "Entries of the head a witness has "
+                              "not cosigned yet.", lag.behind, labels))
+        if lag.age is not None:
+            out.append(ops.Sample("fleetkeys_distributor_witness_cosignature_age_seconds", "Age of each "
+                                  "witness's newest stored cosignature.", lag.age, labels))
+    return out
+
+
+def _readiness_checks(svc: Service) -> list[ops.Check]:
+    interval = svc.config.freshness_interval
+
+    def storage_reachable() -> str:
+        try:
+            return f"head size {svc.log.head().size}"
+        except StorageError as exc:
+            raise ops.NotReady(exc.reason) from None
+
+    def served() -> tuple[Any, Any]:
+        try:  # renews the freshness cosignature when it is due, as any client read would
+            return svc.log.served.read(lambda tx, head, row: (row, svc.log.roots.policy(tx, row.size)))
+        except StorageError as exc:
+            raise ops.NotReady(exc.reason) from None
+
+    def freshness() -> str:
+        row, _ = served()
+        age = svc.config.clock() - row.timestamp
+        if age > interval + _FRESHNESS_SLACK:
+            raise ops.NotReady(f"the freshness cosignature is {age:.0f} s old (bound {interval + _FRESHNESS_SLACK:g} s)")
+        return f"{age:.0f} s old"
+
+    def checkpoint() -> str:
+        row, policy = served()
+        if not ServedCheckpoint.meets(policy, row.checkpoint, int(svc.config.clock())):
+            raise ops.NotReady(f"the served checkpoint (size {row.size}) does not carry {policy.threshold} witness "
+                               f"cosignatures younger than {policy.max_age} s: clients refuse it")
+        return f"size {row.size} accepted by clients"
+
+    def witnesses() -> str:
+        root = svc.log.trust_root
+        need = root.witnesses.threshold if root is not None else 0
+        if not need:
+            return "no witness required"
+        bound = WITNESS_MISSING_INTERVALS * interval
+        current = [lag.name for lag in svc.witnessing.lag() if lag.age is not None and lag.age <= bound]
+        if len(current) < need:
+            raise ops.NotReady(f"{len(current)} of the {need} required witnesses cosigned in the last {bound:g} s")
+        return f"{len(current)} witnesses current ({need} required)"
+
+    return [ops.Check("storage", storage_reachable),
+            ops.Check("tree", lambda: f"verified at start (size {svc.verified_size})"),
+            ops.Check("freshness", freshness), ops.Check("checkpoint", checkpoint), ops.Check("witnesses", witnesses)]
+
+
+@ops_bp.get("/metrics")
+def metrics() -> Response:
+    svc = service()
+    return ops.metrics_response([ops.StateCollector("distributor", lambda: _state_samples(svc))])
+
+
+@ops_bp.get("/healthz")
+def healthz() -> Response:
+    return ops.health_response("distributor")
+
+
+@ops_bp.get("/readyz")
+def readyz() -> Response:
+    return ops.readiness_response("distributor", _readiness_checks(service()))
+
+
 # -- the factory -------------------------------------------------------------------------------------
+def _retry_once(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Run ``view`` once more when it met a lost database connection (the storage replaced it).
+
+    Safe for every route of this app: the reads change nothing, and both publish endpoints are
+    idempotent (an identical re-post answers 200 with the logged index, whether or not the first
+    attempt committed before the connection broke). Other storage failures are not retried: a full or
+    failing disk does not heal in milliseconds, and the busy timeout already waited.
+    """
+
+    @functools.wraps(view)
+    def retrying(**kwargs: Any) -> Response:
+        try:
+            return view(**kwargs)
+        except ConnectionLost as exc:
+            _storage_error(exc)
+            log.warning("%s %s: %s (%s); retrying once on a new connection", request.method, request.path,
+                        exc.reason, exc)
+            return view(**kwargs)
+
+    return retrying
+
+
+def _refuse_repeated_parameters() -> None:
+    """One value per query parameter: ``?limit=5&limit=100`` is ambiguous (which one did a cache or a
+    proxy in front act on?), so it is refused rather than resolved."""
+    for name, values in request.args.lists():
+        if len(values) > 1:
+            raise _bad_request(f"query parameter {name[:40]!r} is repeated")
+
+
+def _nosniff(resp: Response) -> Response:
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
 def create_app(config: Mapping[str, Any] | Config) -> Flask:
     """Build the distributor app (see the module docstring and :mod:`distributor.config`).
 
@@ -432,6 +643,12 @@ def create_app(config: Mapping[str, Any] | Config) -> Flask:
     app.register_blueprint(read_bp)
     app.register_blueprint(publish_bp)
     app.register_blueprint(web_bp)
+    app.register_blueprint(ops_bp)
+    for endpoint, view in list(app.view_functions.items()):
+        app.view_functions[endpoint] = _retry_once(view)
+    app.before_request(_refuse_repeated_parameters)
+    app.after_request(_nosniff)
+    ops.instrument(app, "distributor", timed=("/api/v1/bundles", "/api/v1/trust-roots"))
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
@@ -441,6 +658,11 @@ def create_app(config: Mapping[str, Any] | Config) -> Flask:
     @app.errorhandler(DistributorError)
     def domain_error(exc: DistributorError) -> Response:
         status = status_of(exc)
+        if isinstance(exc, StorageError):
+            _storage_error(exc)
+            # The message names the database (file, server): the operator's log gets it, the client the reason.
+            log.error("storage failure on %s %s: %s: %s", request.method, request.path, type(exc).__name__, exc)
+            return _error(status, exc.reason, {"Retry-After": str(RETRY_AFTER)})
         if status == 500:
             log.error("%s: %s", type(exc).__name__, exc)
         return _error(status, str(exc))
@@ -463,4 +685,4 @@ def get_service(app: Flask) -> Service:
     return app.extensions[_EXTENSION]
 
 
-__all__ = ["Service", "create_app", "get_service"]
+__all__ = ["RETRY_AFTER", "STATUS_OF", "Service", "create_app", "get_service"]

@@ -9,7 +9,14 @@
     ``LogConfigError``     the keys, origin or trust root given at start do not match the stored log
     ``IntegrityError``     the stored log does not match its latest signed checkpoint
         ``TreeError``      stored tiles do not form the tree they claim to
-    ``StorageError``       the database cannot be opened or used
+    ``StorageError``       the database cannot be opened or used (``reason``: what a client is told)
+        ``StorageUnavailable``  a storage failure that may pass: retry later
+            ``DiskFull``        no space left (SQLITE_FULL, ENOSPC, EDQUOT, PostgreSQL 53100)
+            ``StorageIOError``  the disk failed an operation (SQLITE_IOERR, EIO, PostgreSQL 58030)
+            ``StorageBusy``     the writer lock was not obtained in time (SQLITE_BUSY/LOCKED, PostgreSQL
+                                lock, serialization and statement timeouts)
+            ``ConnectionLost``  the database connection broke (PostgreSQL terminated or closed it; a
+                                network error): the connection is replaced at its next use
     ``ExportError``        the static directory cannot be brought up to date
     ``WitnessAnswerError`` a witness's answer cannot be used (never reaches HTTP: the witness loop
                            logs it and asks again later)
@@ -55,7 +62,46 @@ class TreeError(IntegrityError):
 
 
 class StorageError(DistributorError):
-    """The database cannot be opened or used (bad URL, unreachable server, unknown schema version)."""
+    """The database cannot be opened or used (bad URL, unreachable server, unknown schema version).
+
+    ``reason`` is the short, fixed diagnostic a client is told; the message (which may name the
+    database file or server) is for the operator's log only.
+    """
+
+    reason = "storage unavailable"
+
+
+class StorageUnavailable(StorageError):
+    """A storage failure that may pass (the disk, the file system or the database server): retry later.
+
+    A write that fails this way may or may not have been made durable: a COMMIT whose fsync failed
+    leaves WAL frames that a later open replays, a PostgreSQL COMMIT whose answer was lost may have
+    committed. Re-sending the same entry is safe (the log answers an identical entry with its index).
+    """
+
+
+class DiskFull(StorageUnavailable):
+    """No space is left for the database (SQLITE_FULL, ENOSPC/EDQUOT, PostgreSQL ``disk_full``)."""
+
+    reason = "disk full"
+
+
+class StorageIOError(StorageUnavailable):
+    """The disk failed a read, write or fsync of the database (SQLITE_IOERR, EIO, PostgreSQL ``io_error``)."""
+
+    reason = "storage I/O error"
+
+
+class StorageBusy(StorageUnavailable):
+    """The database's writer lock (or a statement) did not complete within its timeout."""
+
+    reason = "storage busy"
+
+
+class ConnectionLost(StorageUnavailable):
+    """The connection to the database server broke (terminated by the server, closed, network error)."""
+
+    reason = "database connection lost"
 
 
 class ExportError(DistributorError):
@@ -63,6 +109,8 @@ class ExportError(DistributorError):
 
 
 __all__ = [
+    "ConnectionLost",
+    "DiskFull",
     "DistributorError",
     "EntryTooLarge",
     "ExportError",
@@ -72,7 +120,10 @@ __all__ = [
     "NotConfigured",
     "NotFound",
     "RuleViolation",
+    "StorageBusy",
     "StorageError",
+    "StorageIOError",
+    "StorageUnavailable",
     "TreeError",
 ]
 

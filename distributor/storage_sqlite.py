@@ -9,6 +9,14 @@ WAL commit frame set, so after a crash either all of them are there or none is.
 Exclusion: ``BEGIN IMMEDIATE`` takes SQLite's RESERVED lock at once, so at most one connection (in
 any thread or process) is inside a write transaction; others wait up to ``busy_timeout``. Readers
 use WAL snapshots and never block the writer.
+
+Faults (:func:`storage_error`): SQLITE_FULL (a write met ENOSPC) is :class:`DiskFull`, SQLITE_IOERR
+(EIO, or any failed read, write or fsync) :class:`StorageIOError`, SQLITE_BUSY/LOCKED after the busy
+timeout :class:`StorageBusy`, SQLITE_CORRUPT/NOTADB :class:`IntegrityError`, any other operational
+error :class:`StorageUnavailable`. A COMMIT that fails in its fsync may still have written the whole
+commit to the WAL: the next open of the file (after a restart) replays it, so the append may be there.
+After such a failure the connection is rolled back and closed (SQLite's pager is left in its error
+state); the next use opens a new one.
 """
 
 from __future__ import annotations
@@ -18,10 +26,38 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import StorageError
+from .errors import (
+    DiskFull,
+    IntegrityError,
+    StorageBusy,
+    StorageError,
+    StorageIOError,
+    StorageUnavailable,
+)
 from .storage import Storage, Tx, check_schema_version, schema_sql
 
 BUSY_TIMEOUT_MS = 60_000
+
+#: SQLite's primary result codes (the low byte of an extended code) and what each means here.
+_ERROR_OF_CODE: dict[int, type[StorageError]] = {
+    5: StorageBusy,  # SQLITE_BUSY
+    6: StorageBusy,  # SQLITE_LOCKED
+    10: StorageIOError,  # SQLITE_IOERR (and every SQLITE_IOERR_* extended code)
+    11: IntegrityError,  # SQLITE_CORRUPT
+    13: DiskFull,  # SQLITE_FULL
+    26: IntegrityError,  # SQLITE_NOTADB
+}
+
+
+def storage_error(exc: sqlite3.Error, description: str, doing: str) -> StorageError | IntegrityError | None:
+    """The distributor error for a failure of SQLite while ``doing`` something, or ``None`` for an error
+    that is not the storage's (a constraint violation or a misuse of the API: a bug, left as it is)."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    cls = _ERROR_OF_CODE.get(code & 0xFF, StorageUnavailable) if isinstance(code, int) else StorageUnavailable
+    name = getattr(exc, "sqlite_errorname", None)
+    return cls(f"{description}: {doing} failed: {exc}" + (f" ({name})" if name else ""))
 
 
 class SqliteStorage(Storage):
@@ -48,8 +84,27 @@ class SqliteStorage(Storage):
                 raise StorageError(f"{self.description}: cannot enable WAL mode (got {mode!r})")
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.description}: cannot open ({exc})") from exc
+            raise (storage_error(exc, self.description, "opening the database")
+                   or StorageError(f"{self.description}: cannot open ({exc})")) from exc
         return conn
+
+    def _rollback(self, conn: sqlite3.Connection) -> bool:
+        """Roll back the open transaction, if any; False (and the connection discarded) if that failed."""
+        try:
+            if conn.in_transaction:
+                conn.rollback()
+        except sqlite3.Error:
+            self._discard()
+            return False
+        return True
+
+    def _failed(self, conn: sqlite3.Connection, exc: sqlite3.Error, doing: str) -> Exception:
+        """Roll back after ``exc`` and return what to raise. The connection is closed unless the failure
+        was only a lock timeout: after an I/O error SQLite's pager stays in its error state."""
+        error = storage_error(exc, self.description, doing)
+        if self._rollback(conn) and error is not None and not isinstance(error, StorageBusy):
+            self._discard()
+        return error or exc
 
     def _ensure_schema(self, cur: sqlite3.Cursor) -> None:
         if self._schema_ready:
@@ -63,28 +118,46 @@ class SqliteStorage(Storage):
     def write(self) -> Iterator[Tx]:
         conn = self._conn()
         cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._failed(conn, exc, "taking the writer lock") from exc
         try:
             self._ensure_schema(cur)
             yield Tx(cur)
+        except sqlite3.Error as exc:
+            raise self._failed(conn, exc, "a write transaction") from exc
         except BaseException:
-            conn.rollback()
+            self._rollback(conn)
             raise
-        # The fsync of the WAL inside this COMMIT (synchronous=FULL) is the durability point.
-        cur.execute("COMMIT")
+        try:
+            # The fsync of the WAL inside this COMMIT (synchronous=FULL) is the durability point. If it
+            # fails, the commit frames may be in the WAL already: the append is then in doubt, and a
+            # restart may replay it (the caller is told a storage failure, never "not appended").
+            cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._failed(conn, exc, "COMMIT") from exc
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
         conn = self._conn()
         cur = conn.cursor()
-        cur.execute("BEGIN")
         try:
+            cur.execute("BEGIN")
             yield Tx(cur)
-        finally:
-            conn.rollback()
+        except sqlite3.Error as exc:
+            raise self._failed(conn, exc, "a read transaction") from exc
+        except BaseException:
+            self._rollback(conn)
+            raise
+        self._rollback(conn)
 
     def has_schema(self) -> bool:
-        row = self._conn().execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'head'").fetchone()
+        conn = self._conn()
+        try:
+            row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'head'").fetchone()
+        except sqlite3.Error as exc:
+            raise self._failed(conn, exc, "reading the schema") from exc
         return row is not None
 
 

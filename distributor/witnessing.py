@@ -122,6 +122,18 @@ def cosignature_line(answer: bytes, signed: bytes, key: NoteVerifier) -> tuple[b
     raise WitnessAnswerError(f"the answer holds no cosignature line by {key.name}")
 
 
+@dataclass(frozen=True)
+class WitnessLag:
+    """How far one witness is behind (``Witnessing.lag``, the ``/metrics`` gauges): ``name`` of its key,
+    ``behind`` entries of the head it has not cosigned (the head's size when it never cosigned), ``age``
+    seconds since the timestamp of its newest stored cosignature (``None``: it never cosigned)."""
+
+    name: str
+    vkey: str
+    behind: int
+    age: float | None
+
+
 @dataclass
 class _Status:
     known: int | None = None  # the size the witness said it holds (a 409), until the next success
@@ -161,6 +173,8 @@ class Witnessing:
         self._token = secrets.token_hex(8)
         self._lease_until = 0.0
         self._next_lease_try = 0.0
+        #: Called with the endpoint and ``True``/``False`` after each exchange's outcome (metrics).
+        self.on_exchange: Callable[[WitnessEndpoint, bool], None] | None = None
 
     # -- running ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -264,6 +278,8 @@ class Witnessing:
                         st.known, st.failures, st.next_attempt, st.last_error = None, 0, 0.0, None
                     if moved:
                         log.info("witness %s cosigned size %d; serving size %d", ep.url, size, served.size)
+                    if self.on_exchange is not None:
+                        self.on_exchange(ep, True)
                     return row
                 if resp.status == 409:
                     if resp.headers.get("content-type", "").split(";")[0].strip() != SIZE_CONTENT_TYPE:
@@ -276,7 +292,8 @@ class Witnessing:
                         raise WitnessAnswerError(
                             f"the witness holds a checkpoint of size {known} that this log (size {size}) cannot "
                             "prove consistent: it has seen another tree for this origin (a fork, or this log was "
-                            "restored from an older backup)")
+                            "restored from an older backup: stop it and run `fleetkeys distributor recover`, see "
+                            "the README's restore drill)")
                     with self._lock:
                         st.known = known
                     old = known
@@ -293,8 +310,22 @@ class Witnessing:
             delay = min(self.interval, _FIRST_BACKOFF * 2 ** (st.failures - 1))
             st.next_attempt = self.monotonic() + delay
             st.last_error = sanitize(str(exc))
+        if self.on_exchange is not None:
+            self.on_exchange(ep, False)
         level = logging.ERROR if "another tree" in str(exc) else logging.WARNING
         log.log(level, "witness %s: %s (asking again in %.0f s)", ep.url, st.last_error, delay)
+
+    def lag(self) -> list[WitnessLag]:
+        """Per configured witness, read from the database (the same in every process and replica)."""
+        head = self.log.head().size
+        stored = self.log.cosignature_sizes()
+        now = self.clock()
+        out = []
+        for ep in self.endpoints:
+            size, ts = stored.get(ep.key.vkey, (None, None))
+            out.append(WitnessLag(ep.key.name, ep.key.vkey, head - (size or 0),
+                                  None if ts is None else now - ts))
+        return out
 
     def status(self) -> list[dict[str, Any]]:
         """Per witness: its vkey, URL, newest stored cosignature (size, time) and the last error."""
@@ -308,6 +339,7 @@ class Witnessing:
 __all__ = [
     "LEASE_META",
     "WitnessEndpoint",
+    "WitnessLag",
     "Witnessing",
     "check_endpoints",
     "cosignature_line",

@@ -11,6 +11,10 @@ another; this package imports nothing of the project. Stopping (:class:`BoundedS
   of the first counts as a copy of it (a supervisor signalling the whole group, a forwarding parent).
 * The last log line (``<proc_name> stopped on SIGTERM in 0.2 s: …``) says how it stopped. Exit status
   0, or 1 when a worker had to be killed.
+
+Metrics (:mod:`serving.metrics`): :func:`run_bounded` sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh
+private directory before the first worker forks, tells ``prometheus_client`` of each reaped worker
+(``mark_process_dead``) and removes the directory when the server stops.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from gunicorn import sock
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
+
+from .metrics import multiprocess_directory, worker_exited
 
 #: Seconds in-flight requests get after SIGTERM (gunicorn's ``graceful_timeout``).
 GRACEFUL_TIMEOUT = 8
@@ -126,14 +132,28 @@ class BoundedStopArbiter(Arbiter):
             raise
 
 
+def _also_on_child_exit(app: BaseApplication) -> None:
+    """Chain :func:`serving.metrics.worker_exited` after the application's own ``child_exit`` hook."""
+    previous = app.cfg.child_exit
+
+    def child_exit(server: Any, worker: Any) -> None:
+        previous(server, worker)
+        worker_exited(worker.pid)
+
+    app.cfg.set("child_exit", child_exit)
+
+
 def run_bounded(app: BaseApplication) -> None:
-    """Run ``app`` under :class:`BoundedStopArbiter`; a start-up failure is one line and exit 1."""
-    try:
-        BoundedStopArbiter(app).run()
-    except RuntimeError as exc:
-        print(f"\nError: {exc}\n", file=sys.stderr)
-        sys.stderr.flush()
-        sys.exit(1)
+    """Run ``app`` under :class:`BoundedStopArbiter` with a fresh metrics directory (module docstring);
+    a start-up failure is one line and exit 1."""
+    with multiprocess_directory(app.cfg.proc_name or "fleetkeys"):
+        _also_on_child_exit(app)
+        try:
+            BoundedStopArbiter(app).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.stderr.flush()
+            sys.exit(1)
 
 
 __all__ = ["GRACEFUL_TIMEOUT", "QUICK_TIMEOUT", "REPEAT_AFTER", "STOP_BOUND", "BoundedStopArbiter", "run_bounded"]

@@ -53,7 +53,7 @@ from verifier import ed25519
 from verifier.statement import Statement
 from verifier.update import revocation_marks
 
-from .errors import JournalError, Refusal
+from .errors import JournalBusy, JournalDiskFull, JournalError, JournalIOError, JournalUnavailable, Refusal
 from .rules import (
     MODE_KEYSET,
     MODES,
@@ -194,6 +194,25 @@ _Q_EVENTS = ("SELECT e.id, e.time, e.kind, e.namespace, e.epoch, e.digest, e.pre
              "WHERE (?1 IS NULL OR e.namespace = ?1) AND (?2 IS NULL OR e.id < ?2) ORDER BY e.id DESC LIMIT ?3")
 
 
+#: SQLite's primary result codes (the low byte of an extended code) with a journal error of their own.
+_ERROR_OF_CODE: dict[int, type[JournalUnavailable]] = {
+    5: JournalBusy,  # SQLITE_BUSY
+    6: JournalBusy,  # SQLITE_LOCKED
+    10: JournalIOError,  # SQLITE_IOERR and its extended codes (EIO on read, write, fsync, ...)
+    13: JournalDiskFull,  # SQLITE_FULL (a write met ENOSPC)
+}
+
+
+def journal_error(exc: sqlite3.Error, path: Path, doing: str) -> JournalError | None:
+    """The journal error for SQLite's failure while ``doing`` something; ``None`` for a constraint
+    violation (a trigger of the append-only journal) or a misuse of the API: a bug, left as it is."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    cls = _ERROR_OF_CODE.get(code & 0xFF, JournalUnavailable) if isinstance(code, int) else JournalUnavailable
+    return cls(f"journal {path}: {doing} failed: {exc} ({getattr(exc, 'sqlite_errorname', '?')})")
+
+
 def _entry(row: Any) -> SignedEntry | None:
     if row is None:
         return None
@@ -281,16 +300,21 @@ class Journal:
         # Threads of one process queue on this lock and wake as soon as it is free; only processes
         # meet in SQLite's busy handler, which sleeps and retries (milliseconds per wait).
         with self._lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 # Also when COMMIT itself failed: the signature made inside is then never returned.
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                raise
+                error = journal_error(exc, self.path, "a write") if isinstance(exc, sqlite3.Error) else None
+                if error is None:
+                    raise
+                if not isinstance(error, JournalBusy):
+                    self.close()  # after an I/O error SQLite's pager stays in its error state: reopen
+                raise error from exc
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

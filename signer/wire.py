@@ -97,7 +97,10 @@ def parse_sign_request(body: bytes, max_size: int) -> tuple[int, bytes]:
 
 
 def _ciphersuite(obj: dict[str, Any]) -> int:
-    values = {obj[k] for k in ("ciphersuite", "signature_version") if obj.get(k) is not None}
+    given = [obj[k] for k in ("ciphersuite", "signature_version") if obj.get(k) is not None]
+    if any(type(v) is not int for v in given):
+        raise bad_request("ciphersuite: expected 1 (protobuf) or 2 (bincode)")
+    values = set(given)
     if not values:
         return 1
     if len(values) != 1:

@@ -28,20 +28,30 @@ of the draft are not served. The submission prefix is the server root.
                                                   size 0 or between equal sizes; a size-0 checkpoint
                                                   whose root is not the empty tree's
     405    ``text/plain; charset=utf-8``          not a POST (``Allow: POST``)
-    503    ``text/plain; charset=utf-8``          the witness key or state store failed (nothing cosigned)
+    503    ``text/plain; charset=utf-8``          the witness key or state store failed (nothing cosigned),
+                                                  with ``Retry-After`` (:data:`RETRY_AFTER`); a state
+                                                  failure says only which (``disk full``, ``witness
+                                                  state I/O error``, ``witness state busy``, ``witness
+                                                  state unavailable``): the file is named in the log
     =====  =====================================  =====================================================
 
     The spec gives a body only to 200 and 409; every other refusal here carries one line of plain
-    text saying why, for people (clients act on the status alone).
+    text saying why, for people (clients act on the status alone). A body the server cannot read (a
+    malformed chunked encoding, shorter than its ``Content-Length``) is a malformed request: 400.
 
 ``GET /`` (not in the spec: the witness's identity, JSON)
     ``{"name": "<witness name>", "vkey": "<name>+<key id>+<base64(0x04 || key)>",
     "submission": "/add-checkpoint", "logs": [{"origin": "<origin>", "keys": ["<vkey>", ...]}, ...]}``
 
 Every other path or method outside ``/add-checkpoint`` answers a JSON error
-``{"error": "<reason>", "code": "<slug>", "status": N}`` (404, 405, 500).
+``{"error": "<reason>", "code": "<slug>", "status": N}`` (400, 404, 405, 500). A repeated query
+parameter is refused (400) on every path (the witness takes none, and never guesses which one was
+meant). Every answer carries ``X-Content-Type-Options: nosniff``.
 
 The status of each refusal is decided in one place, :data:`STATUS_OF`.
+
+Operations (JSON, :mod:`serving.metrics`): ``GET /metrics`` (Prometheus text), ``GET /healthz`` (the
+process answers) and ``GET /readyz`` (state store readable, key loaded; 503 naming the failing check).
 """
 
 from __future__ import annotations
@@ -50,9 +60,11 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from keys import load_signer
+from serving import metrics as ops
+from serving.openapi import openapi_document
 
 from .config import WitnessConfig
 from .core import Witness
@@ -63,6 +75,7 @@ from .errors import (
     RequestTooLarge,
     RootConflict,
     SizeConflict,
+    StateUnavailable,
     UnknownOrigin,
     UntrustedCheckpoint,
     WitnessError,
@@ -75,6 +88,8 @@ log = logging.getLogger("fleetkeys.witness")
 
 ADD_CHECKPOINT = "/add-checkpoint"
 TEXT = "text/plain; charset=utf-8"
+#: Seconds a client is asked to wait (``Retry-After``) after a 503.
+RETRY_AFTER = 5
 
 #: The one place where a witness error becomes an HTTP status (c2sp.org/tlog-witness@v1.0.0; see the
 #: module docstring). Looked up along the exception's class hierarchy, most specific first.
@@ -121,14 +136,21 @@ def _one_line(text: str) -> str:
 def _read_body(limit: int) -> bytes:
     """The request body, at most ``limit`` bytes (:class:`RequestTooLarge` beyond, chunked bodies too)."""
     length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise RequestTooLarge(f"request body of {length} bytes exceeds {limit}")
-        return request.get_data(cache=False)
-    if not request.environ.get("wsgi.input_terminated"):
-        return b""  # no length and a server that does not frame the body: nothing safe to read
-    # Chunked: read one byte past the limit ourselves (werkzeug's own limit silently truncates).
-    data = request.environ["wsgi.input"].read(limit + 1)
+    if length is not None and length > limit:
+        raise RequestTooLarge(f"request body of {length} bytes exceeds {limit}")
+    try:
+        if length is not None:
+            return request.get_data(cache=False)
+        if not request.environ.get("wsgi.input_terminated"):
+            return b""  # no length and a server that does not frame the body: nothing safe to read
+        # Chunked: read one byte past the limit ourselves (werkzeug's own limit silently truncates).
+        data = request.environ["wsgi.input"].read(limit + 1)
+    except RequestEntityTooLarge:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the server's input stream raises: unreadable body
+        log.info("unreadable request body: %s: %s", type(exc).__name__, exc)
+        raise MalformedRequest("the request body could not be read (malformed chunked encoding, or shorter "
+                               "than its Content-Length)") from None
     if len(data) > limit:
         raise RequestTooLarge(f"request body exceeds {limit} bytes")
     return data
@@ -140,7 +162,44 @@ def _routes(witness: Witness) -> Blueprint:
     @bp.post(ADD_CHECKPOINT)
     def add_checkpoint() -> Response:
         body = _read_body(witness.config.max_body)
-        return _text(200, witness.add_checkpoint(body).decode("utf-8"))
+        line = witness.add_checkpoint(body)
+        ops.counter("fleetkeys_witness_cosignatures", "Checkpoints cosigned.").inc()
+        return _text(200, line.decode("utf-8"))
+
+    def state_samples() -> list[ops.Sample]:
+        now = witness.config.clock()
+        out = []
+        for st in witness.state.all():
+            labels = (("origin", st.origin),)
+            out.append(ops.Sample("fleetkeys_witness_log_size", "Tree size of the newest checkpoint cosigned, per "
+                                  "configured log.", st.size, labels))
+            out.append(ops.Sample("fleetkeys_witness_cosignature_age_seconds", "Age of the newest cosignature, "
+                                  "per configured log.", now - st.timestamp, labels))
+        return out
+
+    @bp.get("/metrics")
+    def metrics() -> Response:
+        return ops.metrics_response([ops.StateCollector("witness", state_samples)])
+
+    @bp.get("/healthz")
+    def healthz() -> Response:
+        return ops.health_response("witness")
+
+    @bp.get("/readyz")
+    def readyz() -> Response:
+        def state() -> str:
+            try:
+                return f"{len(witness.state.all())} logs cosigned"
+            except StateUnavailable as exc:
+                raise ops.NotReady(exc.reason) from None
+
+        checks = [ops.Check("state", state), ops.Check("key", lambda: f"loaded at start ({witness.verifier.name})")]
+        return ops.readiness_response("witness", checks, code="not-ready", status=503)
+
+    @bp.get("/api/v1/openapi.json")
+    def openapi() -> Response:
+        """This service's OpenAPI 3.1 document (``witness/openapi.json``), byte for byte."""
+        return Response(openapi_document(__package__), mimetype="application/json")
 
     @bp.get("/")
     def info() -> Response:
@@ -168,14 +227,36 @@ def create_app(config: WitnessConfig) -> Flask:
     app.register_blueprint(_routes(witness))
     app.extensions["fleetkeys.witness"] = witness
 
+    @app.before_request
+    def one_value_per_parameter() -> None:
+        for name, values in request.args.lists():
+            if len(values) > 1:
+                raise MalformedRequest(f"query parameter {name[:40]!r} is repeated")
+
+    @app.after_request
+    def nosniff(resp: Response) -> Response:
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        return resp
+
+    ops.instrument(app, "witness", timed=(ADD_CHECKPOINT,))
+    refusals = ops.counter("fleetkeys_witness_refusals", "add-checkpoint requests refused, by kind (the "
+                           "error class).", ("kind",))
+
     @app.errorhandler(WitnessError)
     def witness_error(exc: WitnessError) -> Response:
         status = status_of(exc)
+        refusals.labels(type(exc).__name__).inc()
+        if isinstance(exc, StateUnavailable):
+            ops.storage_errors().labels("witness", type(exc).__name__).inc()
         if status >= 500:
             log.error("add-checkpoint failed: %s", exc)
         if isinstance(exc, SizeConflict):
             return _text(status, encode_size_body(exc.known_size).decode(), SIZE_CONTENT_TYPE)
-        return _text(status, _one_line(str(exc)))
+        retry = {"Retry-After": str(RETRY_AFTER)} if status == 503 else None
+        line = exc.reason if isinstance(exc, StateUnavailable) else str(exc)
+        if request.path != ADD_CHECKPOINT:
+            return _json_error(status, "malformed" if status == 400 else "unavailable", line, retry)
+        return _text(status, _one_line(line), headers=retry)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
@@ -183,7 +264,8 @@ def create_app(config: WitnessConfig) -> Flask:
         headers = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}
         if request.path == ADD_CHECKPOINT:
             return _text(status, _one_line(exc.description or exc.name), headers=headers)
-        code = {404: "not-found", 405: "method-not-allowed"}.get(status, "http-error")
+        code = {400: "malformed", 404: "not-found", 405: "method-not-allowed", 413: "too-large",
+                414: "uri-too-long", 431: "headers-too-large"}.get(status, "http-error")
         return _json_error(status, code, exc.description or exc.name, headers)
 
     @app.errorhandler(Exception)
@@ -200,4 +282,4 @@ def get_witness(app: Flask) -> Witness:
     return app.extensions["fleetkeys.witness"]
 
 
-__all__ = ["STATUS_OF", "create_app", "get_witness", "status_of"]
+__all__ = ["RETRY_AFTER", "STATUS_OF", "create_app", "get_witness", "status_of"]

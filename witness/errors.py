@@ -13,6 +13,10 @@
     ``InconsistentCheckpoint`` the consistency proof does not verify, a proof is sent where none may
                               be, or a size-0 checkpoint does not carry the empty tree's root
     ``WitnessUnavailable``    the witness key or the state store failed; nothing was cosigned
+        ``StateUnavailable``  the state store failed a read or write that may succeed later
+            ``StateDiskFull``     no space left for it (SQLITE_FULL: a write met ENOSPC)
+            ``StateIOError``      the disk failed a read, write or fsync (SQLITE_IOERR: EIO, ...)
+            ``StateBusy``         its write lock was not obtained within the busy timeout
     ``WitnessConfigError``    the configuration given at start is unusable (never reaches HTTP)
 """
 
@@ -63,6 +67,33 @@ class WitnessUnavailable(WitnessError):
     """The witness key or the state store failed; no cosignature was made or released."""
 
 
+class StateUnavailable(WitnessUnavailable):
+    """The state store failed a read or write that may succeed later; nothing was cosigned or released.
+
+    ``reason`` is the fixed line a client is told; the message (naming the file) is for the log.
+    """
+
+    reason = "witness state unavailable"
+
+
+class StateDiskFull(StateUnavailable):
+    """No space is left for the state store (SQLITE_FULL)."""
+
+    reason = "disk full"
+
+
+class StateIOError(StateUnavailable):
+    """The disk failed a read, write or fsync of the state store (SQLITE_IOERR)."""
+
+    reason = "witness state I/O error"
+
+
+class StateBusy(StateUnavailable):
+    """The state store's write lock was not obtained within the busy timeout (SQLITE_BUSY/LOCKED)."""
+
+    reason = "witness state busy"
+
+
 class WitnessConfigError(WitnessError):
     """The witness configuration (name, key, logs, data directory) is unusable."""
 
@@ -74,6 +105,10 @@ __all__ = [
     "RequestTooLarge",
     "RootConflict",
     "SizeConflict",
+    "StateBusy",
+    "StateDiskFull",
+    "StateIOError",
+    "StateUnavailable",
     "UnknownOrigin",
     "UntrustedCheckpoint",
     "WitnessConfigError",

@@ -35,7 +35,7 @@ from verifier.checkpoint import Checkpoint
 from verifier.merkle import EMPTY_ROOT
 from verifier.note import Signature
 
-from .errors import WitnessError, WitnessUnavailable
+from .errors import StateBusy, StateDiskFull, StateIOError, StateUnavailable, WitnessError, WitnessUnavailable
 from .rules import LogState, check_update, cosignature_timestamp
 
 STATE_FILE = "witness.sqlite"
@@ -67,6 +67,27 @@ _Q_PUT = ("INSERT INTO logs(origin, size, root, timestamp, checkpoint, cosignatu
           "updated_at = excluded.updated_at")
 
 
+#: SQLite's primary result codes (the low byte of an extended code) with a state error of their own.
+_ERROR_OF_CODE: dict[int, type[StateUnavailable]] = {
+    5: StateBusy,  # SQLITE_BUSY
+    6: StateBusy,  # SQLITE_LOCKED
+    10: StateIOError,  # SQLITE_IOERR and its extended codes (EIO on read, write, fsync, ...)
+    13: StateDiskFull,  # SQLITE_FULL (a write met ENOSPC)
+}
+
+
+def state_error(exc: sqlite3.Error, path: Path, doing: str) -> StateUnavailable:
+    """The witness error for SQLite's failure while ``doing`` something (nothing was cosigned)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    cls = _ERROR_OF_CODE.get(code & 0xFF, StateUnavailable) if isinstance(code, int) else StateUnavailable
+    return cls(f"witness state {path}: cannot {doing} ({exc}; {getattr(exc, 'sqlite_errorname', '?')})")
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and _ERROR_OF_CODE.get(code & 0xFF) is StateBusy
+
+
 def _state(row: Sequence | None) -> LogState | None:
     return None if row is None else LogState(row[0], row[1], bytes(row[2]), row[3])
 
@@ -95,7 +116,7 @@ class WitnessState:
                                              f"reads {SCHEMA_VERSION}")
             check = conn.execute("PRAGMA quick_check").fetchone()
         except sqlite3.Error as exc:
-            raise WitnessUnavailable(f"witness state {self.path}: cannot open ({exc})") from None
+            raise state_error(exc, self.path, "open") from None
         if check is None or check[0] != "ok":
             raise WitnessUnavailable(f"witness state {self.path}: SQLite quick_check failed ({check})")
 
@@ -122,11 +143,13 @@ class WitnessState:
             try:
                 yield conn
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 # Also when COMMIT itself failed: the cosignature made inside is then never returned.
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and not _busy(exc):
+                    self.close()  # after an I/O error SQLite's pager stays in its error state: reopen
                 raise
 
     def get(self, origin: str) -> LogState | None:
@@ -134,13 +157,13 @@ class WitnessState:
         try:
             return _state(self._conn().execute(_Q_GET, (origin,)).fetchone())
         except sqlite3.Error as exc:
-            raise WitnessUnavailable(f"witness state {self.path}: cannot read ({exc})") from None
+            raise state_error(exc, self.path, "read") from None
 
     def all(self) -> list[LogState]:
         try:
             return [LogState(r[0], r[1], bytes(r[2]), r[3]) for r in self._conn().execute(_Q_ALL)]
         except sqlite3.Error as exc:
-            raise WitnessUnavailable(f"witness state {self.path}: cannot read ({exc})") from None
+            raise state_error(exc, self.path, "read") from None
 
     def advance(self, checkpoint: Checkpoint, old_size: int, proof: Sequence[bytes], note: bytes, *,
                 clock: Callable[[], int], cosign: Callable[[int], Signature]) -> tuple[Signature, LogState]:
@@ -164,7 +187,7 @@ class WitnessState:
         except WitnessError:
             raise
         except sqlite3.Error as exc:
-            raise WitnessUnavailable(f"witness state {self.path}: cannot record the checkpoint ({exc})") from None
+            raise state_error(exc, self.path, "record the checkpoint") from None
         return signature, LogState(checkpoint.origin, checkpoint.size, checkpoint.root, timestamp)
 
     def close(self) -> None:

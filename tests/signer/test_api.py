@@ -246,8 +246,9 @@ def test_malformed_sign_requests_are_400_and_not_recorded(signer, body):
 
 def test_bodies_over_64_kib_are_413(signer):
     big = b"{\"epoch\":1,\"digest\":\"" + b"0" * (64 * 1024) + b"\"}"
-    for path in (f"/namespaces/{NS}/audits", "/api/v1/sign-keyset", "/namespaces"):
-        resp = signer.client.post(path, data=big, headers=signer.auth(), content_type="application/json")
+    for path, role in ((f"/namespaces/{NS}/audits", "write"), ("/api/v1/sign-keyset", "write"), ("/namespaces", "admin")):
+        # The token is checked before the body is read: each path with the token it takes.
+        resp = signer.client.post(path, data=big, headers=signer.auth(role), content_type="application/json")
         assert resp.status_code == 413 and resp.get_json()["code"] == "too-large"
     assert _events(signer) == [("namespace-created", None)]
 
