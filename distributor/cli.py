@@ -1,12 +1,14 @@
 """``fleetkeys serve`` and ``fleetkeys export``.
 
-``fleetkeys serve [--data DIR] [--database URL] [--host H] [--port P] [--workers N] ...``
+``fleetkeys serve [--config FILE] [--data DIR] [--database URL] [--host H] [--port P] [--workers N] ...``
     First start in an empty data directory creates ``log.key`` and ``freshness.key`` (mode 0600,
     unless ``--log-key``/``--freshness-key`` name existing keys), ``publish.token`` and, with the
     default SQLite database, ``log.db`` and ``static/``; it prints the origin and both verifier keys
     (put them in the trust root). Every start checks, before any worker serves a request, that the
     keys, origin and trust root belong to this log and that the stored tree matches the latest signed
-    checkpoint; otherwise it prints why and exits with status 1.
+    checkpoint; otherwise it prints why and exits with status 1. ``--config FILE`` reads the options
+    from a TOML file (:data:`SERVE_SCHEMA`, each ``--witness`` a ``[[witness]]`` table with ``url`` and
+    ``vkey``; README, "Configuration files"); flags given (or ``$FLEETKEYS_DATA``) beat it.
 
 ``fleetkeys export --database URL --out DIR [--follow] [--no-entry-objects]``
     Writes the static C2SP files of a log (normally a PostgreSQL log served by several replicas) into
@@ -44,6 +46,7 @@ from typing import Any
 
 import click
 
+from serving import configfile
 from verifier.atomicfile import create_exclusive
 
 from .config import DEFAULT_ORIGIN, Config
@@ -146,7 +149,7 @@ def _preflight(cfg: Config, origin_given: bool, created: list[str], listen: str)
     except (DistributorError, ValueError, OSError, VerificationError, KeyBackendError) as exc:
         raise click.ClickException(f"refusing to start: {exc}") from exc
     try:
-        head = service.log.self_check()
+        head = service.log.head()  # opening the log ran the full start-up check (Log._open)
         info = service.log.info()
     except DistributorError as exc:
         raise click.ClickException(f"refusing to start: {exc}") from exc
@@ -210,7 +213,57 @@ def _run_isolated(fn: Any) -> Any:
     return b"".join(chunks).decode()
 
 
+def _check_key_ref(ref: str) -> None:
+    """A key reference from the file: a ``pin-value=`` is refused there as on the command line."""
+    from keys import KeyBackendError, check_no_pin_value
+
+    try:
+        check_no_pin_value(ref)
+    except KeyBackendError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check_witness_option(value: str) -> None:
+    from .errors import LogConfigError
+    from .witnessing import parse_witness_option
+
+    try:
+        parse_witness_option(value)
+    except LogConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: ``serve --config FILE``: its keys are the flags' names; each ``--witness`` is a ``[[witness]]`` table.
+SERVE_SCHEMA = configfile.Schema(
+    options=(
+        configfile.Option("data", str, "data_dir"),
+        configfile.Option("database", str, "database"),
+        configfile.Option("schema", str, "schema"),
+        configfile.Option("host", str, "host"),
+        configfile.Option("port", int, "port"),
+        configfile.Option("workers", int, "workers"),
+        configfile.Option("threads", int, "threads"),
+        configfile.Option("origin", str, "origin"),
+        configfile.Option("log-key", str, "log_key", check=_check_key_ref),
+        configfile.Option("freshness-key", str, "freshness_key", check=_check_key_ref),
+        configfile.Option("trust-root", str, "trust_root_file"),
+        configfile.Option("token-file", str, "token_file"),
+        configfile.Option("static-dir", str, "static_dir"),
+        configfile.Option("static", bool, "static"),
+        configfile.Option("entry-objects", bool, "entry_objects"),
+        configfile.Option("freshness-interval", float, "freshness_interval"),
+        configfile.Option("witness-timeout", float, "witness_timeout"),
+        configfile.Option("access-log", bool, "access_log"),
+    ),
+    tables=(
+        configfile.Tables("witness", "witnesses", (configfile.Option("url", str), configfile.Option("vkey", str)),
+                          to_flag=lambda t: f"{t['url']}={t['vkey']}", check=_check_witness_option),
+    ),
+)
+
+
 @click.command("serve")
+@configfile.config_option()
 @click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True, envvar="FLEETKEYS_DATA",
               type=click.Path(file_okay=False), help="Data directory: keys, token, SQLite database, static files.")
 @click.option("--database", default=None, help="sqlite:///PATH or postgresql://... [default: sqlite:///DATA/log.db]")
@@ -226,21 +279,25 @@ def _run_isolated(fn: Any) -> Any:
               help="Bootstrap trust root; without it, publishing is refused.")
 @click.option("--token-file", default=None, help="Publish bearer token file [default: DATA/publish.token].")
 @click.option("--static-dir", default=None, help="Where to write static tiles [default: DATA/static with SQLite].")
-@click.option("--no-static", is_flag=True, help="Do not write static files.")
-@click.option("--no-entry-objects", is_flag=True, help=ENTRY_OBJECTS_HELP)
+@click.option("--static/--no-static", default=True, show_default=True, help="Write static files (--no-static: none).")
+@click.option("--entry-objects/--no-entry-objects", default=True, show_default=True, help=ENTRY_OBJECTS_HELP)
 @click.option("--freshness-interval", default=60.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds between freshness cosignatures.")
 @click.option("--witness", "witnesses", multiple=True, metavar="URL=VKEY",
               help="A witness to ask for cosignatures (repeatable): its base URL and cosignature vkey.")
 @click.option("--witness-timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds one exchange with one witness may take.")
-@click.option("--access-log", is_flag=True, help="Log every request to stdout.")
-def serve_cmd(data_dir: str, database: str | None, schema: str | None, host: str, port: int, workers: int,
-              threads: int, origin: str | None, log_key: str | None, freshness_key: str | None,
-              trust_root_file: str | None, token_file: str | None, static_dir: str | None, no_static: bool,
-              no_entry_objects: bool, freshness_interval: float, witnesses: tuple[str, ...], witness_timeout: float,
-              access_log: bool) -> None:
+@click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request to stdout.")
+def serve_cmd(config: Any, **given: Any) -> None:
     """Serve the log: checkpoint, tiles, publish and read API (gunicorn)."""
+    _serve(**configfile.merge(config, SERVE_SCHEMA, given))
+
+
+def _serve(data_dir: str, database: str | None, schema: str | None, host: str, port: int, workers: int,
+           threads: int, origin: str | None, log_key: str | None, freshness_key: str | None,
+           trust_root_file: str | None, token_file: str | None, static_dir: str | None, static: bool,
+           entry_objects: bool, freshness_interval: float, witnesses: tuple[str, ...], witness_timeout: float,
+           access_log: bool) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):  # until gunicorn installs its own (distributor.server)
         signal.signal(sig, _stop_before_serving)
     data_dir = os.path.abspath(data_dir)
@@ -257,14 +314,14 @@ def serve_cmd(data_dir: str, database: str | None, schema: str | None, host: str
         created.append(f"created publish token {token_file}")
     is_sqlite = database is None or not database.startswith(("postgres://", "postgresql://"))
     database = database or f"sqlite:///{os.path.join(data_dir, 'log.db')}"
-    if no_static:
+    if not static:
         static_dir = None
     elif static_dir is None and is_sqlite:
         static_dir = os.path.join(data_dir, "static")
     cfg = Config(database=database, schema=schema, origin=origin or DEFAULT_ORIGIN, log_key=log_key,
                  freshness_key=freshness_key, trust_root_file=trust_root_file, token_file=token_file,
                  static_dir=os.path.abspath(static_dir) if static_dir else None,
-                 export_entry_objects=not no_entry_objects, freshness_interval=freshness_interval,
+                 export_entry_objects=entry_objects, freshness_interval=freshness_interval,
                  witnesses=tuple(witnesses), witness_timeout=witness_timeout)
     listen = f"http://{host}:{port} ({workers} workers x {threads} threads)"
     origin_final = _run_isolated(lambda: _preflight(cfg, origin is not None, created, listen).origin)
@@ -348,3 +405,66 @@ def export_cmd(database: str, schema: str | None, out_dir: str, follow: bool, in
 COMMANDS = [serve_cmd, export_cmd]
 
 __all__ = ["COMMANDS", "export_cmd", "serve_cmd"]
+
+
+# -- fleetkeys distributor recover (distributor.recover) -----------------------------------------------------------
+@click.command("recover")
+@click.option("--data", "data_dir", default=DEFAULT_DATA, show_default=True, envvar="FLEETKEYS_DATA",
+              type=click.Path(file_okay=False), help="Data directory: keys and the SQLite database.")
+@click.option("--database", default=None, help="sqlite:///PATH or postgresql://... [default: sqlite:///DATA/log.db]")
+@click.option("--schema", default=None, help="PostgreSQL schema of the log tables.")
+@click.option("--log-key", default=None, help="Log key reference (file: or pkcs11:) [default: DATA/log.key].")
+@click.option("--freshness-key", default=None, help="Freshness key reference [default: DATA/freshness.key].")
+@click.option("--from-static", "static_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="The log's static export directory (serve's DATA/static or export's --out).")
+@click.option("--from", "mirror", default=None, metavar="URL", help="Base URL of a mirror of the log (tlog-tiles).")
+def recover_cmd(data_dir: str, database: str | None, schema: str | None, log_key: str | None,
+                freshness_key: str | None, static_dir: str | None, mirror: str | None) -> None:
+    """Bring back the entries a database restored from an older backup lacks, from the export or a mirror.
+
+    Only entries that give exactly the copy's checkpoint (verified under the log key) are appended, in
+    one transaction under the log's rules; a fork or a damaged copy is refused and nothing is written.
+    Run it with the distributor stopped, then start it (`serve` refuses a database behind its export).
+    """
+    from keys import KeyBackendError, load_signer
+    from verifier.errors import VerificationError
+
+    from .errors import DistributorError
+    from .log import Log
+    from .recover import directory_source, recover, url_source
+    from .roots import Roots
+    from .storage import open_storage
+
+    if (static_dir is None) == (mirror is None):
+        raise click.UsageError("give exactly one of --from-static DIR or --from URL")
+    data_dir = os.path.abspath(data_dir)
+    database = database or f"sqlite:///{os.path.join(data_dir, 'log.db')}"
+    where = os.path.abspath(static_dir) if static_dir is not None else str(mirror)
+    try:
+        storage = open_storage(database, schema=schema)
+        try:
+            if not storage.has_schema():
+                raise click.ClickException(f"{storage.description} holds no fleetkeys log")
+            with storage.read() as tx:
+                origin = tx.meta("origin")
+                bootstrap = Roots().bootstrap(tx) if origin is not None else None  # kept as recorded
+            if origin is None:
+                raise click.ClickException(f"{storage.description} holds no fleetkeys log")
+            log = Log(storage, origin=origin, recovering=True, trust_root=bootstrap,
+                      log_signer=load_signer(log_key or os.path.join(data_dir, "log.key")),
+                      freshness_signer=load_signer(freshness_key or os.path.join(data_dir, "freshness.key")))
+            fetch = directory_source(static_dir) if static_dir is not None else url_source(str(mirror))
+            done = recover(log, fetch, where=where)
+        finally:
+            storage.close()
+    except (DistributorError, OSError, KeyBackendError, VerificationError) as exc:
+        raise click.ClickException(f"not recovered: {exc}") from exc
+    if done.count:
+        click.echo(f"recovered entries {done.start}..{done.size - 1} from {where}: {origin} is at size {done.size} "
+                   f"with root {done.root.hex()}, as {where} signed; run fleetkeys fsck, then start it")
+    else:
+        click.echo(f"nothing to recover: {origin} (size {done.size}) already holds the tree of {where}")
+
+
+COMMANDS.append(recover_cmd)
+__all__ += ["recover_cmd"]

@@ -23,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 
 from serving import GRACEFUL_TIMEOUT, QUICK_TIMEOUT, STOP_BOUND, run_bounded
 from serving.buffering import Limits, worker_class
+from serving.logs import JsonLogger, RequestIds
 
 from .app import create_app, get_service
 from .config import Config
@@ -53,7 +54,7 @@ class DistributorServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.app_config)
+        return RequestIds(create_app(self.app_config))
 
     def run(self) -> None:
         run_bounded(self)
@@ -75,6 +76,7 @@ def serve(config: Mapping[str, Any] | Config, *, host: str = "127.0.0.1", port: 
         "worker_exit": _worker_exit,
         "accesslog": "-" if access_log else None,
         "errorlog": "-",
+        "logger_class": JsonLogger,
         "loglevel": "info",
         "proc_name": "fleetkeys-distributor",
         # gunicorn's runtime control socket is one fixed path per user: several servers would fight over it.

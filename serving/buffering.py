@@ -17,21 +17,30 @@ Per connection, in this order:
 2. **Header deadline.** The request line and headers must be complete within ``header_timeout``
    seconds of the connection's start (the first request) or of the request's first byte (a later
    request on a kept-alive connection, which may first wait ``keepalive`` seconds idle). At most
-   ``max_header`` bytes: beyond, ``431``. Malformed: ``400``. Too late: ``408``.
+   ``max_header`` bytes: beyond, ``431``. Malformed: ``400``; so is a request with both
+   ``Content-Length`` and ``Transfer-Encoding`` (RFC 9112 §6.3: its length is ambiguous, the way
+   requests are smuggled past a proxy; h11 alone would read it as chunked and keep the connection).
+   Too late: ``408``.
 3. **Body deadline.** The body (``Content-Length`` or chunked) must be complete within
    ``body_timeout`` seconds of the end of the headers, and be at most ``max_body`` bytes (the
    service's own limit): a ``Content-Length`` over it is ``413`` before any body byte is read (and
-   before ``100 Continue``), a chunked body on the byte that crosses it. Too late: ``408``.
+   before ``100 Continue``); a chunked body as soon as the chunk sizes it has announced add up to
+   more, on the chunk-size line that crosses it (:class:`_ChunkSizes`), and a chunk-size line that is
+   not ``1*20HEXDIG [";" chunk-ext] CRLF`` is ``400`` on its first wrong byte. Too late: ``408``.
+   A client that half-closes its side before its request is complete (a body shorter than its
+   ``Content-Length``) is answered ``400`` at once.
 4. **The app** runs in a thread with the body as ``wsgi.input`` (``CONTENT_LENGTH`` set, also for a
-   chunked body, which it receives de-chunked).
+   chunked body, which it receives de-chunked). ``RAW_URI`` and ``REQUEST_URI`` are the request target
+   exactly as sent, ``PATH_INFO`` its path percent-decoded, ``QUERY_STRING`` its query as sent (the
+   bytes decoded as latin-1, PEP 3333; an absolute-form target without its scheme and authority).
 5. **The response** is written with keep-alive (HTTP/1.1) unless the worker is stopping; it must
    drain within ``send_timeout`` seconds, else the connection is dropped.
 
 The server's own refusals are JSON ``{"error": reason, "code": code, "status": status}`` with
 ``Cache-Control: no-store`` and ``X-Content-Type-Options: nosniff`` (one line of text for the
 ``text_paths`` of a text protocol such as c2sp.org/tlog-witness), then the connection is closed
-(after a short linger, so that the client reads the answer). A connection cut off before it sent a
-byte of a request is closed without an answer.
+(after a short linger, so that the client reads the answer). A connection closed, or idle past its
+deadline, before it sent a byte of a request is closed without an answer.
 
 Stopping (SIGTERM; the master's bound and log line are :mod:`serving`'s): the worker stops accepting,
 closes idle kept-alive connections (after at most :data:`STOP_LINGER` s, for a request already on its
@@ -48,6 +57,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -110,7 +120,91 @@ class _Refusal(Exception):
 
 
 class _Silent(Exception):
-    """The connection ends without an answer: the client closed it, or sent no byte of a request in time."""
+    """The connection ends without an answer: the client closed it, or left it idle past its deadline,
+    before it sent a byte of a request."""
+
+
+class _ChunkSizes:
+    """Reads a chunked body's framing (RFC 9112 §7.1) ahead of h11, to judge each chunk-size line as its
+    bytes arrive rather than once its chunk has (h11 waits for the chunk's data, and exposes no size).
+
+    ``chunked-body = *chunk last-chunk trailer-section CRLF``, ``chunk = chunk-size [chunk-ext] CRLF
+    chunk-data CRLF``, ``chunk-size = 1*HEXDIG`` (at most 20 digits, as h11), ``chunk-ext = ";" ...``
+    up to the CRLF. :meth:`feed` raises a ``413`` on the digit that makes the sizes announced so far add
+    up to more than ``max_body``, and a ``400`` on the first byte a chunk-size line cannot have. h11
+    still parses and checks every byte (the chunk data's CRLF, the extensions, the trailers); this
+    follows only the sizes and stops at the last chunk.
+    """
+
+    _HEX = b"0123456789abcdefABCDEF"
+
+    def __init__(self, max_body: int) -> None:
+        self.max_body = max_body
+        self.announced = 0  # the sizes of the chunks before the current one, added up
+        self.state = "size"  # size | ext | lf (after a size line's CR) | data | done
+        self.digits = b""  # of the current chunk-size line
+        self.left = 0  # chunk-data and its CRLF still to skip
+
+    def feed(self, data: bytes) -> None:
+        at = 0
+        while at < len(data) and self.state != "done":
+            if self.state == "data":
+                skip = min(self.left, len(data) - at)
+                self.left -= skip
+                at += skip
+                if not self.left:
+                    self.state = "size"
+                continue
+            if self.state == "ext":
+                cr = data.find(b"\r", at)
+                if cr < 0:
+                    return
+                at, self.state = cr + 1, "lf"
+                continue
+            byte = data[at:at + 1]
+            at += 1
+            if self.state == "lf":
+                if byte != b"\n":
+                    raise self._malformed(f"{byte!r} after its CR")
+                size = int(self.digits, 16)
+                self.announced += size
+                self.digits, self.left = b"", size + 2
+                self.state = "data" if size else "done"
+            elif byte in self._HEX:
+                self.digits += byte
+                if len(self.digits) > 20:
+                    raise self._malformed("over 20 hex digits")
+                if self.announced + int(self.digits, 16) > self.max_body:
+                    raise _Refusal(413, "too-large", f"chunked request body announces over {self.max_body} bytes")
+            elif byte in (b";", b"\r") and self.digits:
+                self.state = "ext" if byte == b";" else "lf"
+            else:
+                raise self._malformed(f"{byte!r} after {self.digits!r}")
+
+    @staticmethod
+    def _malformed(what: str) -> _Refusal:
+        return _Refusal(400, "malformed-request", f"malformed HTTP request: chunk-size line: {what}")
+
+
+#: The scheme and authority of an absolute-form request target (RFC 9112 §3.2.2).
+_ABSOLUTE = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?]*")
+
+
+def _split_target(target: bytes) -> tuple[bytes, bytes]:
+    """The path and the query of a request target (RFC 9112 §3.2), both as sent.
+
+    Origin form ``/path?query``: split at the first ``?``. Absolute form ``scheme://authority/path?query``:
+    the same after dropping the scheme and authority, an empty path being ``/``. Asterisk form ``*``
+    (and anything else h11 lets through) is the path as it is.
+    """
+    absolute = _ABSOLUTE.match(target)
+    if absolute:
+        target = target[absolute.end():]
+        if not target.startswith(b"/"):
+            target = b"/" + target
+    path, _, query = target.partition(b"?")
+    return path, query
+
 
 
 class _Conn:
@@ -128,6 +222,7 @@ class _Conn:
         self.timer: asyncio.Timeout | None = None
         self.task: asyncio.Task | None = None
         self.path = ""  # the current request's path, once its request line is in
+        self.chunks: _ChunkSizes | None = None  # the current request's chunked framing, while its body is read
         self.request_headers: list[tuple[str, str]] = []
 
     def set_deadline(self, when: float) -> None:
@@ -305,8 +400,6 @@ class BufferingWorker(Worker):
             try:
                 event = conn.h11.next_event()
             except h11.RemoteProtocolError as exc:
-                if conn.h11.their_state is h11.ERROR and conn.reader.at_eof():
-                    raise _Silent from exc  # the client closed mid-request: nobody to answer
                 if exc.error_status_hint == 431:
                     raise _Refusal(431, "header-too-large",
                                    f"request line and headers over {self.limits.max_header} bytes") from exc
@@ -325,6 +418,13 @@ class BufferingWorker(Worker):
                 raise self._timed_out(conn) from None
             finally:
                 conn.timer = None
+            if not data and conn.phase in ("header", "body"):
+                # The client closed its side mid-request (it may still read): answered, then closed.
+                what = "request line and headers" if conn.phase == "header" else "request body"
+                raise _Refusal(400, "incomplete-request", f"the client closed its side before the {what} "
+                                                          "was complete")
+            if conn.chunks is not None:
+                conn.chunks.feed(data)
             if conn.phase in ("new", "idle") and data:
                 if conn.phase == "idle":  # a request's first byte after a keep-alive wait
                     conn.set_deadline(self._until(self.limits.header_timeout))
@@ -354,33 +454,29 @@ class BufferingWorker(Worker):
         if head > self.limits.max_header:
             raise _Refusal(431, "header-too-large", f"request line and headers over {self.limits.max_header} bytes")
         started = time.monotonic()
-        conn.path = event.target.split(b"?", 1)[0].decode("latin-1")
+        conn.path = unquote_to_bytes(_split_target(event.target)[0]).decode("latin-1")
         conn.request_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
         conn.phase = "body"
         conn.set_deadline(self._until(self.limits.body_timeout))
+        names = {k for k, _ in event.headers}
+        if {b"content-length", b"transfer-encoding"} <= names:
+            raise _Refusal(400, "malformed-request", "malformed HTTP request: both Content-Length and "
+                                                     "Transfer-Encoding (RFC 9112 §6.3)")
         length = next((v for k, v in event.headers if k == b"content-length"), None)
         if length is not None and int(length) > self.limits.max_body:
             raise _Refusal(413, "too-large", f"request body of {int(length)} bytes exceeds {self.limits.max_body}")
+        if b"transfer-encoding" in names:  # h11 lets only "chunked" through
+            conn.chunks = _ChunkSizes(self.limits.max_body)
+            conn.chunks.feed(conn.h11.trailing_data[0])  # what came with the head; later reads in _next_event
         chunks: list[bytes] = []
-        size = 0
-        while True:
-            part = await self._next_event(conn)
-            if isinstance(part, h11.EndOfMessage):
-                break
+        while not isinstance(part := await self._next_event(conn), h11.EndOfMessage):
             if isinstance(part, h11.Data):
-                size += len(part.data)
-                if size > self.limits.max_body:
-                    raise _Refusal(413, "too-large", f"request body exceeds {self.limits.max_body} bytes")
                 chunks.append(part.data)
-        body = b"".join(chunks)
-        return self._environ(conn, event, body), started
+        conn.chunks = None
+        return self._environ(conn, event, b"".join(chunks)), started
 
     def _environ(self, conn: _Conn, request: h11.Request, body: bytes) -> dict[str, Any]:
-        target = request.target
-        if target.startswith((b"http://", b"https://")):  # absolute form: the path is what follows the authority
-            rest = target.split(b"//", 1)[1]
-            target = b"/" + rest.split(b"/", 1)[1] if b"/" in rest else b"/"
-        path, _, query = target.partition(b"?")
+        path, query = _split_target(request.target)
         environ: dict[str, Any] = {
             "REQUEST_METHOD": request.method.decode("ascii"),
             "SCRIPT_NAME": "",
@@ -438,7 +534,8 @@ class BufferingWorker(Worker):
                 raise RuntimeError("the app returned without calling start_response")
             return response[0], list(response[1]), b"".join(written)
         except Exception:
-            self.log.exception("error handling %s %s", environ["REQUEST_METHOD"], environ["RAW_URI"])
+            # The path only, never the query: it may hold secrets.
+            self.log.exception("error handling %s %s", environ["REQUEST_METHOD"], environ["PATH_INFO"])
             status, headers, body = self._error_response(environ["PATH_INFO"], 500, "internal", "internal server error")
             return status, headers, body
 
@@ -463,7 +560,7 @@ class BufferingWorker(Worker):
             data += conn.h11.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             self.log.exception("the app's response to %s %s is not valid HTTP", environ["REQUEST_METHOD"],
-                               environ["RAW_URI"])
+                               environ["PATH_INFO"])
             raise _Refusal(500, "internal", "internal server error") from None
         conn.writer.write(data)
         async with asyncio.timeout(self.limits.send_timeout):

@@ -2,7 +2,8 @@
 
     fleetkeys signer init  --data DIR [--namespace NS ...] [--ciphersuite 1|2] [--mode keyset|digest]
                            [--key REF] [--key-name NAME]
-    fleetkeys signer serve --data DIR [--key REF] [--host 127.0.0.1] [--port 8090] [--workers 1] [--threads 4]
+    fleetkeys signer serve [--config FILE] --data DIR [--key REF] [--host 127.0.0.1] [--port 8090] [--workers 1]
+                           [--threads 4] [--access-log]
     fleetkeys signer token --data DIR --name NAME (--namespace NS ... | --admin)
 
 ``init`` and the first ``serve`` create DIR, ``DIR/signer.json``, an admin and a write token in
@@ -11,6 +12,10 @@
 ``init --namespace`` or ``POST /namespaces`` with the admin token. Namespaces are created in
 ``keyset`` mode (signed only through ``POST /api/v1/sign-keyset``) unless ``--mode digest`` asks for
 pure Plexi compatibility (the digest-only path, where the signer cannot check the chain).
+
+``serve --config FILE`` reads its options from a TOML file (:data:`SERVE_SCHEMA`; README,
+"Configuration files"); flags given on the command line beat it. The tokens stay in ``DIR/signer.json``
+(hashes, written by ``init`` and ``token``, never by hand): the file only names DIR.
 
 Key references given here never take ``pin-value=`` (a PIN in argv is visible in
 ``/proc/<pid>/cmdline``): use ``pin-source=`` or ``$FLEETKEYS_PKCS11_PIN``.
@@ -30,6 +35,7 @@ from pathlib import Path
 import click
 
 from keys import KeyBackendError, check_no_pin_value, load_signer
+from serving import configfile
 from verifier.note import NoteVerifier
 
 from .config import add_token, default_key_ref, init_data_dir, load_config, now_ms
@@ -122,20 +128,51 @@ def token_cmd(data_dir: Path, name: str, namespaces: tuple[str, ...], admin: boo
     click.echo(f"wrote token {path} (mode 0600); restart the signer to use it")
 
 
+def _check_key_ref(ref: str) -> None:
+    """A key reference from the file: a ``pin-value=`` is refused there as on the command line."""
+    try:
+        check_no_pin_value(ref)
+    except KeyBackendError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: ``serve --config FILE``: its keys are the flags' names (serving.configfile).
+SERVE_SCHEMA = configfile.Schema(
+    options=(
+        configfile.Option("data", str, "data_dir"),
+        configfile.Option("key", str, "key_ref", check=_check_key_ref),
+        configfile.Option("key-name", str, "key_name"),
+        configfile.Option("host", str, "host"),
+        configfile.Option("port", int, "port"),
+        configfile.Option("workers", int, "workers"),
+        configfile.Option("threads", int, "threads"),
+        configfile.Option("access-log", bool, "access_log"),
+        configfile.Option("metrics-port", int, "metrics_port"),
+        configfile.Option("metrics-host", str, "metrics_host"),
+    ),
+    required=("data_dir",),
+)
+
+
 @signer_group.command("serve")
-@_data_option
+@configfile.config_option()
+@click.option("--data", "data_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Signer data directory (configuration, journal, default key). Required: here or in --config.")
 @_key_option
 @_key_name_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256), help="Threads per worker.")
-@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
-def serve_cmd(data_dir: Path, key_ref: str | None, key_name: str, host: str, port: int, workers: int, threads: int,
-              access_log: bool) -> None:
+@click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request to stderr.")
+@click.option("--metrics-port", default=None, type=click.IntRange(1, 65535),
+              help="Serve /metrics, /healthz and /readyz on this second port (not on the API port).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address of the metrics listener (keep it private: loopback or a monitoring network).")
+def serve_cmd(config: Path | None, **given: object) -> None:
     """Serve the signer API under gunicorn until interrupted."""
-    serve(data_dir, key_ref, key_name=key_name, host=host, port=port, workers=workers, threads=threads,
-          access_log=access_log)
+    options = configfile.merge(config, SERVE_SCHEMA, given)
+    serve(options.pop("data_dir"), options.pop("key_ref"), **options)
 
 
 def _stop_before_serving(signum: int, frame: object) -> None:
@@ -144,8 +181,8 @@ def _stop_before_serving(signum: int, frame: object) -> None:
 
 
 def serve(data_dir: Path, key_ref: str | None, *, key_name: str = "anchor", host: str = "127.0.0.1", port: int = 8090,
-          workers: int = 1, threads: int = 4, access_log: bool = False,
-          after_commit: Callable[[], None] | None = None) -> None:
+          workers: int = 1, threads: int = 4, access_log: bool = False, metrics_port: int | None = None,
+          metrics_host: str = "127.0.0.1", after_commit: Callable[[], None] | None = None) -> None:
     """What ``fleetkeys signer serve`` does. ``after_commit`` is the test-only fault hook of
     :class:`signer.config.SignerConfig`; the CLI never sets it (only ``tests/signer/crashing_signer.py`` does)."""
     from .server import SignerServer
@@ -166,7 +203,10 @@ def serve(data_dir: Path, key_ref: str | None, *, key_name: str = "anchor", host
     except (SignerConfigError, KeyBackendError, OSError) as exc:
         _fail(str(exc))
     sys.stdout.flush()
-    SignerServer(config, host=host, port=port, workers=workers, threads=threads, access_log=access_log).run()
+    SignerServer(config, host=host, port=port, workers=workers, threads=threads, access_log=access_log,
+                 metrics_port=metrics_port, metrics_host=metrics_host).run()
 
 
 COMMANDS = [signer_group]
+
+__all__ = ["COMMANDS", "SERVE_SCHEMA", "serve", "signer_group"]

@@ -1,12 +1,14 @@
 """``fleetkeys witness``: run a C2SP tlog-witness and manage its key.
 
-    fleetkeys witness serve  --name NAME --key REF --data DIR --log ORIGIN=VKEY [--log ...]
+    fleetkeys witness serve  [--config FILE] --name NAME --key REF --data DIR --log ORIGIN=VKEY [--log ...]
                              [--host 127.0.0.1] [--port 8095] [--workers 1] [--threads 4] [--access-log]
     fleetkeys witness keygen --name NAME --out PATH     a new Ed25519 key file (0600); prints its 0x04 vkey
     fleetkeys witness vkey   --name NAME --key REF      prints the 0x04 vkey of an existing key (file or HSM)
 
 ``serve`` prints the witness's verifier key (type 0x04, named NAME) before it starts; give that vkey
-to the logs' clients (a trust root's ``witnesses``). Options are described in :mod:`witness.config`.
+to the logs' clients (a trust root's ``witnesses``). Options are described in :mod:`witness.config`;
+``serve --config FILE`` reads them from a TOML file (:data:`SERVE_SCHEMA`, each ``--log`` a ``[[log]]``
+table with ``origin`` and ``vkey``; README, "Configuration files"), and flags given beat it.
 Key references never take ``pin-value=`` (a PIN in argv is visible in ``/proc/<pid>/cmdline``): use
 ``pin-source=`` or ``$FLEETKEYS_PKCS11_PIN``.
 """
@@ -20,11 +22,12 @@ from pathlib import Path
 import click
 
 from keys import KeyBackendError, check_no_pin_value, generate_key_file, load_signer
+from serving import configfile
 from verifier.errors import VerificationError
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier, is_valid_name
 
 from .config import WitnessConfig, parse_log_options, prepare_data_dir
-from .errors import WitnessError
+from .errors import WitnessConfigError, WitnessError
 
 _name_option = click.option("--name", required=True,
                             help="The witness's key name (e.g. witness.example/w1): its cosignature lines and vkey.")
@@ -45,23 +48,66 @@ def witness_group() -> None:
     """A C2SP tlog-witness: cosigns log checkpoints proven consistent with what it cosigned before."""
 
 
+def _check_key_ref(ref: str) -> None:
+    """A key reference from the file: a ``pin-value=`` is refused there as on the command line."""
+    try:
+        check_no_pin_value(ref)
+    except KeyBackendError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check_name_value(name: str) -> None:
+    if not is_valid_name(name):
+        raise ValueError("a key name is non-empty, with no '+' and no white space")
+
+
+def _check_log_option(value: str) -> None:
+    try:
+        parse_log_options([value])
+    except WitnessConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: ``witness serve --config FILE``: its keys are the flags' names; each ``--log`` is a ``[[log]]`` table.
+SERVE_SCHEMA = configfile.Schema(
+    options=(
+        configfile.Option("name", str, "name", check=_check_name_value),
+        configfile.Option("key", str, "key_ref", check=_check_key_ref),
+        configfile.Option("data", str, "data_dir"),
+        configfile.Option("host", str, "host"),
+        configfile.Option("port", int, "port"),
+        configfile.Option("workers", int, "workers"),
+        configfile.Option("threads", int, "threads"),
+        configfile.Option("access-log", bool, "access_log"),
+    ),
+    tables=(
+        configfile.Tables("log", "log_options", (configfile.Option("origin", str), configfile.Option("vkey", str)),
+                          to_flag=lambda t: f"{t['origin']}={t['vkey']}", check=_check_log_option),
+    ),
+    required=("name", "key_ref", "data_dir", "log_options"),
+)
+
+
 @click.command("witness-serve")
-@_name_option
-@click.option("--key", "key_ref", required=True, help="Witness key reference: file:PATH or pkcs11:...")
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@configfile.config_option()
+@click.option("--name", default=None,
+              help="The witness's key name (e.g. witness.example/w1): its cosignature lines and vkey.")
+@click.option("--key", "key_ref", default=None, help="Witness key reference: file:PATH or pkcs11:...")
+@click.option("--data", "data_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="Data directory (the state, witness.sqlite).")
-@click.option("--log", "log_options", multiple=True, required=True, metavar="ORIGIN=VKEY",
+@click.option("--log", "log_options", multiple=True, metavar="ORIGIN=VKEY",
               help="A log to witness: its origin line and a trusted Ed25519 (type 0x01) vkey; repeatable.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8095, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256), help="Threads per worker.")
-@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
-def serve_cmd(name: str, key_ref: str, data_dir: Path, log_options: tuple[str, ...], host: str, port: int,
-              workers: int, threads: int, access_log: bool) -> None:
-    """Serve POST /add-checkpoint (and GET / with the witness's vkey) under gunicorn until interrupted."""
-    serve(name, key_ref, data_dir, log_options, host=host, port=port, workers=workers, threads=threads,
-          access_log=access_log)
+@click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log every request to stderr.")
+def serve_cmd(config: Path | None, **given: object) -> None:
+    """Serve POST /add-checkpoint (and GET / with the witness's vkey) under gunicorn until interrupted.
+
+    --name, --key, --data and at least one --log are required: as flags or in the --config file."""
+    options = configfile.merge(config, SERVE_SCHEMA, given)
+    serve(options.pop("name"), options.pop("key_ref"), options.pop("data_dir"), options.pop("log_options"), **options)
 
 
 def serve(name: str, key_ref: str, data_dir: Path, log_options: tuple[str, ...] | list[str], *,

@@ -23,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 
 from serving import GRACEFUL_TIMEOUT, run_bounded
 from serving.buffering import Limits, worker_class
+from serving.logs import JsonLogger, RequestIds
 
 from .app import create_app, get_witness
 from .config import WitnessConfig
@@ -53,6 +54,7 @@ class WitnessServer(BaseApplication):
             "worker_exit": _worker_exit,
             "accesslog": "-" if access_log else None,
             "errorlog": "-",
+            "logger_class": JsonLogger,
             "loglevel": "info",
             "proc_name": "fleetkeys-witness",
             # gunicorn's runtime control socket is one fixed path per user: several servers would fight over it.
@@ -67,7 +69,7 @@ class WitnessServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self._config)
+        return RequestIds(create_app(self._config))
 
     def run(self) -> None:
         run_bounded(self)

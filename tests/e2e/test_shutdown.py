@@ -17,6 +17,7 @@ start-up self-check and verifies from scratch).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -100,7 +101,9 @@ def assert_gone(proc: subprocess.Popen, mark: str, ports: list[int], bound: floa
 
 
 def last_line(path: Path) -> str:
-    return path.read_text(errors="replace").rstrip().splitlines()[-1]
+    """The last line of a log; of a JSON log line (the services' logs, ``serving/logs.py``), its message."""
+    line = path.read_text(errors="replace").rstrip().splitlines()[-1]
+    return json.loads(line)["message"] if line.startswith("{") else line
 
 
 def spawn(args: list[str], log: Path, mark: str) -> subprocess.Popen:

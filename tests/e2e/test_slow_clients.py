@@ -16,6 +16,8 @@ import selectors
 import signal
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,10 +26,10 @@ from pathlib import Path
 import pytest
 
 from serving import STOP_BOUND
-from serving.buffering import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_HEADER, MAX_PER_IP
+from serving.buffering import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_HEADER, MAX_PER_IP, _ChunkSizes, _Refusal
 from tests.distributor.helpers import ServeProcess, world_data_dir
 from tests.factory import World
-from tests.service_process import ServiceProcess, wait_for
+from tests.service_process import REPO, ServiceProcess, free_port, wait_for
 from tests.signer.process import SignerProcess, prepare_data_dir
 from tests.witness.helpers import TestLog, WitnessProcess
 
@@ -282,12 +284,16 @@ def test_slow_clients_cannot_starve_a_normal_client_and_are_cut_off_at_their_dea
 
 
 # -- the server's own refusals, and the bounded stop with slow clients attached ------------------------
-def _exchange(port: int, data: bytes, source: str = "127.0.0.1") -> bytes:
+def _exchange(port: int, data: bytes, source: str = "127.0.0.1", *, half_close: bool = False,
+              timeout: float = 10) -> bytes:
+    """Send ``data`` (then shut the sending side down if ``half_close``); all the server sends until it closes."""
     with socket.socket() as s:
         s.bind((source, 0))
-        s.settimeout(10)
+        s.settimeout(timeout)
         s.connect(("127.0.0.1", port))
         s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
         received = b""
         while chunk := s.recv(65536):
             received += chunk
@@ -377,3 +383,165 @@ def test_sigterm_with_slow_clients_attached_stops_within_the_bound(tmp_path):
         if slow is not None:
             slow.close()
         proc.stop()
+
+
+# -- framing the app never sees: cut-short requests, chunk sizes, ambiguous lengths ----------------------
+def test_a_request_cut_short_by_a_half_close_is_answered_400_then_closed(signer):
+    """A client that sends less than its Content-Length and shuts its sending side down still reads: it
+    gets a JSON 400 and then the close (it used to get the close alone)."""
+    port = signer.port
+    received = _exchange(port, b"POST /api/v1/sign-keyset HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}",
+                         half_close=True)
+    status, headers, body = _refusal(received)  # _exchange returns once the server has closed
+    assert (status, body["code"], body["status"]) == (400, "incomplete-request", 400), body
+    assert "request body" in body["error"] and headers["connection"] == "close", body
+    assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    status, _, body = _refusal(_exchange(port, b"GET /info HTTP/1.1\r\nHost: x", half_close=True))
+    assert (status, body["code"]) == (400, "incomplete-request") and "headers" in body["error"], body
+    assert _exchange(port, b"", half_close=True) == b""  # no byte of a request: nobody asked, nothing answered
+
+
+@pytest.mark.parametrize("chunks,status,code", [
+    (b"ffffffffffffffffffff\r\n", 413, "too-large"),  # one chunk announced over the signer's 64 KiB
+    (b"ffffffffffffffffffff", 413, "too-large"),  # ... refused before its line ends
+    (b"1\r\nx\r\n10000\r\n", 413, "too-large"),  # 1 + 65536 bytes announced: over the bound together
+    (b"zz", 400, "malformed-request"),  # not a size, though its line never ends
+    (b"5 ;a=b\r\n", 400, "malformed-request"),  # no space before an extension (h11 agrees)
+    (b"0" * 21 + b"1", 400, "malformed-request"),  # over 20 hex digits (h11's bound)
+    (b"5\n", 400, "malformed-request"),  # LF without CR
+])
+def test_a_chunk_size_line_is_judged_when_it_arrives_not_at_the_body_timeout(signer, chunks, status, code):
+    """The client sends one chunk-size line and waits: it used to wait the whole body timeout for a 408."""
+    at = time.monotonic()
+    received = _exchange(signer.port, b"POST /api/v1/sign-keyset HTTP/1.1\r\nHost: x\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n" + chunks, timeout=BODY_TIMEOUT + 10)
+    took = time.monotonic() - at
+    got, _, body = _refusal(received)
+    assert (got, body["code"]) == (status, code), body
+    assert took < 5, f"answered after {took:.1f} s (the body timeout is {BODY_TIMEOUT:g} s)"
+
+
+def test_chunk_sizes_split_anywhere_across_reads_are_followed_exactly():
+    """The size reader sees a chunked body in whatever pieces TCP delivers: one byte at a time it must
+    stop, refuse and pass exactly where it does for the whole body."""
+    body = b"3;ext=\"a b\"\r\nabc\r\n10\r\n" + b"x" * 16 + b"\r\n0\r\nTrailer: 1\r\n\r\n"
+    for pieces in ([body], [body[i:i + 1] for i in range(len(body))]):
+        sizes = _ChunkSizes(max_body=19)
+        for piece in pieces:
+            sizes.feed(piece)
+        assert (sizes.state, sizes.announced) == ("done", 19)
+        with pytest.raises(_Refusal) as refused:
+            small = _ChunkSizes(max_body=18)
+            for piece in pieces:
+                small.feed(piece)
+        assert refused.value.status == 413 and small.announced == 3  # on the second size line, not its data
+
+
+def test_a_request_with_both_content_length_and_transfer_encoding_is_400_and_nothing_after_it_is_read(signer):
+    """RFC 9112 §6.3: h11 reads such a request as chunked and keeps the connection, so a front end that
+    framed it by its Content-Length would disagree about where the next request starts (smuggling)."""
+    for framing in (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                    b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"):
+        received = _exchange(signer.port, b"POST /api/v1/sign-keyset HTTP/1.1\r\nHost: x\r\n" + framing
+                             + b"\r\n0\r\n\r\nGET /info HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, body = _refusal(received)  # one answer: the smuggled GET is never served
+        assert (status, body["code"]) == (400, "malformed-request") and "Transfer-Encoding" in body["error"], body
+        assert headers["connection"] == "close"
+
+
+#: A gunicorn server on the buffering worker whose app answers what it was given (``python -c``, bind address).
+ECHO_SERVER = """
+import json, sys
+from gunicorn.app.base import BaseApplication
+from serving.buffering import Limits, worker_class
+
+KEYS = ("REQUEST_METHOD", "RAW_URI", "REQUEST_URI", "PATH_INFO", "QUERY_STRING", "CONTENT_LENGTH")
+
+def app(environ, start_response):
+    seen = {k: environ.get(k) for k in KEYS}
+    seen["body"] = environ["wsgi.input"].read().decode("latin-1")
+    body = json.dumps(seen).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+class Echo(BaseApplication):
+    def load_config(self):
+        for key, value in {"bind": sys.argv[1], "workers": 1, "threads": 2, "keepalive": 5,
+                           "worker_class": worker_class(Limits(max_body=1024))}.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return app
+
+Echo().run()
+"""
+
+
+@pytest.fixture(scope="module")
+def echo():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, f"127.0.0.1:{port}"], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def answers() -> bool:
+        try:
+            return b" 200 " in _exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers, 30, "the echo server")
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(STOP_BOUND + 5)
+
+
+def _echoed(received: bytes) -> list[dict]:
+    """The app's views of every request answered in ``received`` (a keep-alive exchange)."""
+    seen = []
+    while received:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), received[:300]
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        seen.append(json.loads(rest[:length]))
+        received = rest[length:]
+    return seen
+
+
+@pytest.mark.parametrize("target,path,query", [
+    ("/a%2Fb/c%20d?x=%2F&y=1+2", "/a/b/c d", "x=%2F&y=1+2"),
+    ("/namespaces/x%2Faudits%2F1", "/namespaces/x/audits/1", ""),
+    ("/%E2%82%AC?%E2%82%AC", "/\u00e2\u0082\u00ac", "%E2%82%AC"),  # UTF-8 bytes, each a latin-1 character
+    ("//two//slashes/?", "//two//slashes/", ""),
+    ("http://example.test?q=1", "/", "q=1"),  # absolute form without a path: the query is kept
+    ("HTTP://user@example.test:80/p%41th?a=b?c", "/pAth", "a=b?c"),
+    ("*", "*", ""),
+])
+def test_the_app_sees_the_request_target_exactly_as_sent(echo, target, path, query):
+    """The signer reads ``%2F`` in a namespace name from the raw target: it must be the bytes as sent."""
+    method = "OPTIONS" if target == "*" else "GET"
+    request = f"{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    [seen] = _echoed(_exchange(echo, request))
+    assert seen["RAW_URI"] == seen["REQUEST_URI"] == target, seen
+    assert (seen["PATH_INFO"], seen["QUERY_STRING"]) == (path, query), seen
+
+
+def test_a_chunked_body_in_odd_pieces_reaches_the_app_whole_and_the_connection_is_kept(echo):
+    body = b"3;x=1\r\nabc\r\n10\r\n" + b"y" * 16 + b"\r\n0\r\nTrailer: 1\r\n\r\n"
+    first = b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    second = b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", echo), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(first), 3):  # pieces that split size lines, CRLFs and data
+            s.sendall(first[i:i + 3])
+        received = b""
+        while received.count(b"HTTP/1.1 ") < 1 or not received.endswith(b"}"):
+            received += s.recv(65536)
+        s.sendall(second)
+        while chunk := s.recv(65536):
+            received += chunk
+    posted, after = _echoed(received)
+    assert (posted["body"], posted["CONTENT_LENGTH"]) == ("abc" + "y" * 16, "19"), posted
+    assert after["PATH_INFO"] == "/after"
