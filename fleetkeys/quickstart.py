@@ -57,7 +57,7 @@ from verifier.audit import keyset_changes
 from verifier.bundle import parse_bundle
 from verifier.client import Client
 from verifier.cosignature import verify_cosignatures
-from verifier.errors import EmptyLogError, VerificationError
+from verifier.errors import EmptyLogError, ThresholdError, VerificationError
 from verifier.keyset import Fleet, Keyset, format_time, parse_keyset, parse_time
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier
 from verifier.signatures import KeyGroup
@@ -319,11 +319,14 @@ def _keyset_json(epoch: int, previous: bytes, fleets: list[Fleet], now: int) -> 
     }, indent=2).encode() + b"\n"
 
 
-def _refresh(client: Client) -> Any:
-    """``client.refresh()``, or ``None`` while the log clients see is still empty."""
+def _refresh(client: Client, last_try: bool) -> Any:
+    """``client.refresh()``, or ``None`` while the log clients see is still empty or its checkpoint
+    not yet cosigned by enough witnesses (a new log, just started); on the ``last_try`` that is an error."""
     try:
         return client.refresh()
-    except EmptyLogError:
+    except (EmptyLogError, ThresholdError):
+        if last_try:
+            raise
         return None
 
 
@@ -430,7 +433,7 @@ def _quickstart(data: Path, exit_after: bool, port: int, signer_port: int, signa
         except PublishError as exc:
             raise click.ClickException(f"publish failed: {exc}") from exc
         started = time.monotonic()
-        while (update := _refresh(client)) is None or update.epoch < epoch:
+        while (update := _refresh(client, time.monotonic() - started > VISIBLE_WITHIN)) is None or update.epoch < epoch:
             # Appended and acknowledged; visible to clients once the witnesses cosigned it.
             if time.monotonic() - started > VISIBLE_WITHIN:
                 raise click.ClickException(f"epoch {epoch} was appended but not witnessed within "
