@@ -84,9 +84,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from serving import metrics as ops
+from serving.body import BodyTooLarge, BodyUnreadable, read_body
 from serving.openapi import openapi_document
 from verifier.checkpoint import parse_decimal
 from verifier.cosignature import witnessed_time
@@ -446,14 +447,11 @@ def _body() -> bytes:
     data = g.get("body")
     if data is None:
         try:
-            data = request.get_data(cache=False)
-        except RequestEntityTooLarge:
-            raise  # werkzeug's own limit (max_body): answered as it is
-        except Exception as exc:  # noqa: BLE001 - whatever the server's input stream raises: unreadable body
-            log.info("unreadable request body on %s %s: %s: %s", request.method, request.path,
-                     type(exc).__name__, exc)
-            raise _bad_request("the request body could not be read (malformed chunked encoding, or shorter "
-                               "than its Content-Length)") from None
+            data = read_body(service().config.max_body)
+        except BodyTooLarge as exc:
+            raise ApiError(413, str(exc)) from None
+        except BodyUnreadable as exc:
+            raise _bad_request(str(exc)) from None
         g.body = data
     if not data:
         raise _bad_request("empty request body")

@@ -26,6 +26,8 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from serving.sqlitefaults import describe, sqlite_fault
+
 from .errors import (
     DiskFull,
     IntegrityError,
@@ -38,26 +40,23 @@ from .storage import Storage, Tx, check_schema_version, schema_sql
 
 BUSY_TIMEOUT_MS = 60_000
 
-#: SQLite's primary result codes (the low byte of an extended code) and what each means here.
-_ERROR_OF_CODE: dict[int, type[StorageError]] = {
-    5: StorageBusy,  # SQLITE_BUSY
-    6: StorageBusy,  # SQLITE_LOCKED
-    10: StorageIOError,  # SQLITE_IOERR (and every SQLITE_IOERR_* extended code)
-    11: IntegrityError,  # SQLITE_CORRUPT
-    13: DiskFull,  # SQLITE_FULL
-    26: IntegrityError,  # SQLITE_NOTADB
+#: The distributor's error for each kind of SQLite fault (:func:`serving.sqlitefaults.sqlite_fault`).
+_ERROR_OF_KIND: dict[str, type[StorageError]] = {
+    "busy": StorageBusy,
+    "io": StorageIOError,
+    "corrupt": IntegrityError,
+    "full": DiskFull,
+    "unavailable": StorageUnavailable,
 }
 
 
 def storage_error(exc: sqlite3.Error, description: str, doing: str) -> StorageError | IntegrityError | None:
     """The distributor error for a failure of SQLite while ``doing`` something, or ``None`` for an error
     that is not the storage's (a constraint violation or a misuse of the API: a bug, left as it is)."""
-    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+    kind = sqlite_fault(exc)
+    if kind is None:
         return None
-    code = getattr(exc, "sqlite_errorcode", None)
-    cls = _ERROR_OF_CODE.get(code & 0xFF, StorageUnavailable) if isinstance(code, int) else StorageUnavailable
-    name = getattr(exc, "sqlite_errorname", None)
-    return cls(f"{description}: {doing} failed: {exc}" + (f" ({name})" if name else ""))
+    return _ERROR_OF_KIND[kind](f"{description}: {doing} failed: {describe(exc)}")
 
 
 class SqliteStorage(Storage):

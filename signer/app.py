@@ -63,11 +63,12 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from keys import KeyBackendError, Signer, load_signer
 from serving import metrics as ops
+from serving.body import BodyTooLarge, BodyUnreadable, read_body
 from serving.openapi import openapi_document
 from verifier.checkpoint import parse_decimal
 from verifier.errors import VerificationError
@@ -138,27 +139,12 @@ class _Service:
     def body(self) -> bytes:
         """The request body, at most ``max_body`` bytes (413 beyond, also for chunked bodies); 400 for a
         body the server cannot read. Called only once the token was checked."""
-        limit = self.config.max_body
-        length = request.content_length
-        if length is not None and length > limit:
-            raise ApiError(413, "too-large", f"request body of {length} bytes exceeds {limit}")
         try:
-            if length is not None:
-                return request.get_data(cache=False)
-            if not request.environ.get("wsgi.input_terminated"):
-                return b""  # no length and a server that does not frame the body: nothing safe to read
-            # Chunked: read one byte past the limit ourselves (werkzeug's own limit silently truncates).
-            data = request.environ["wsgi.input"].read(limit + 1)
-        except RequestEntityTooLarge:
-            raise
-        except Exception as exc:  # noqa: BLE001 - whatever the server's input stream raises: unreadable body
-            log.info("unreadable request body on %s %s: %s: %s", request.method, request.path,
-                     type(exc).__name__, exc)
-            raise ApiError(400, "malformed-body", "the request body could not be read (malformed chunked "
-                           "encoding, or shorter than its Content-Length)") from None
-        if len(data) > limit:
-            raise ApiError(413, "too-large", f"request body exceeds {limit} bytes")
-        return data
+            return read_body(self.config.max_body)
+        except BodyTooLarge as exc:
+            raise ApiError(413, "too-large", str(exc)) from None
+        except BodyUnreadable as exc:
+            raise ApiError(400, "malformed-body", str(exc)) from None
 
     def token(self, role: str, namespace: str | None = None) -> Token:
         token = authenticate(self.config.tokens, request.headers.get("Authorization"))

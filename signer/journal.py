@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving.sqlitefaults import describe, sqlite_fault
 from verifier import ed25519
 from verifier.statement import Statement
 from verifier.update import revocation_marks
@@ -194,23 +195,23 @@ _Q_EVENTS = ("SELECT e.id, e.time, e.kind, e.namespace, e.epoch, e.digest, e.pre
              "WHERE (?1 IS NULL OR e.namespace = ?1) AND (?2 IS NULL OR e.id < ?2) ORDER BY e.id DESC LIMIT ?3")
 
 
-#: SQLite's primary result codes (the low byte of an extended code) with a journal error of their own.
-_ERROR_OF_CODE: dict[int, type[JournalUnavailable]] = {
-    5: JournalBusy,  # SQLITE_BUSY
-    6: JournalBusy,  # SQLITE_LOCKED
-    10: JournalIOError,  # SQLITE_IOERR and its extended codes (EIO on read, write, fsync, ...)
-    13: JournalDiskFull,  # SQLITE_FULL (a write met ENOSPC)
+#: The journal error for each kind of SQLite fault (:func:`serving.sqlitefaults.sqlite_fault`).
+_ERROR_OF_KIND: dict[str, type[JournalUnavailable]] = {
+    "busy": JournalBusy,
+    "io": JournalIOError,
+    "full": JournalDiskFull,
+    "corrupt": JournalUnavailable,
+    "unavailable": JournalUnavailable,
 }
 
 
 def journal_error(exc: sqlite3.Error, path: Path, doing: str) -> JournalError | None:
     """The journal error for SQLite's failure while ``doing`` something; ``None`` for a constraint
     violation (a trigger of the append-only journal) or a misuse of the API: a bug, left as it is."""
-    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+    kind = sqlite_fault(exc)
+    if kind is None:
         return None
-    code = getattr(exc, "sqlite_errorcode", None)
-    cls = _ERROR_OF_CODE.get(code & 0xFF, JournalUnavailable) if isinstance(code, int) else JournalUnavailable
-    return cls(f"journal {path}: {doing} failed: {exc} ({getattr(exc, 'sqlite_errorname', '?')})")
+    return _ERROR_OF_KIND[kind](f"journal {path}: {doing} failed: {describe(exc)}")
 
 
 def _entry(row: Any) -> SignedEntry | None:

@@ -60,10 +60,11 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from keys import load_signer
 from serving import metrics as ops
+from serving.body import BodyTooLarge, BodyUnreadable, read_body
 from serving.openapi import openapi_document
 
 from .config import WitnessConfig
@@ -135,25 +136,12 @@ def _one_line(text: str) -> str:
 
 def _read_body(limit: int) -> bytes:
     """The request body, at most ``limit`` bytes (:class:`RequestTooLarge` beyond, chunked bodies too)."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise RequestTooLarge(f"request body of {length} bytes exceeds {limit}")
     try:
-        if length is not None:
-            return request.get_data(cache=False)
-        if not request.environ.get("wsgi.input_terminated"):
-            return b""  # no length and a server that does not frame the body: nothing safe to read
-        # Chunked: read one byte past the limit ourselves (werkzeug's own limit silently truncates).
-        data = request.environ["wsgi.input"].read(limit + 1)
-    except RequestEntityTooLarge:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever the server's input stream raises: unreadable body
-        log.info("unreadable request body: %s: %s", type(exc).__name__, exc)
-        raise MalformedRequest("the request body could not be read (malformed chunked encoding, or shorter "
-                               "than its Content-Length)") from None
-    if len(data) > limit:
-        raise RequestTooLarge(f"request body exceeds {limit} bytes")
-    return data
+        return read_body(limit)
+    except BodyTooLarge as exc:
+        raise RequestTooLarge(str(exc)) from None
+    except BodyUnreadable as exc:
+        raise MalformedRequest(str(exc)) from None
 
 
 def _routes(witness: Witness) -> Blueprint:

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from serving.sqlitefaults import describe, sqlite_fault
 from verifier.checkpoint import Checkpoint
 from verifier.merkle import EMPTY_ROOT
 from verifier.note import Signature
@@ -67,25 +68,25 @@ _Q_PUT = ("INSERT INTO logs(origin, size, root, timestamp, checkpoint, cosignatu
           "updated_at = excluded.updated_at")
 
 
-#: SQLite's primary result codes (the low byte of an extended code) with a state error of their own.
-_ERROR_OF_CODE: dict[int, type[StateUnavailable]] = {
-    5: StateBusy,  # SQLITE_BUSY
-    6: StateBusy,  # SQLITE_LOCKED
-    10: StateIOError,  # SQLITE_IOERR and its extended codes (EIO on read, write, fsync, ...)
-    13: StateDiskFull,  # SQLITE_FULL (a write met ENOSPC)
+#: The witness error for each kind of SQLite fault (:func:`serving.sqlitefaults.sqlite_fault`); a
+#: fault of no kind (a constraint or a misuse) is unavailability too: nothing was cosigned.
+_ERROR_OF_KIND: dict[str | None, type[StateUnavailable]] = {
+    "busy": StateBusy,
+    "io": StateIOError,
+    "full": StateDiskFull,
+    "corrupt": StateUnavailable,
+    "unavailable": StateUnavailable,
+    None: StateUnavailable,
 }
 
 
 def state_error(exc: sqlite3.Error, path: Path, doing: str) -> StateUnavailable:
     """The witness error for SQLite's failure while ``doing`` something (nothing was cosigned)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    cls = _ERROR_OF_CODE.get(code & 0xFF, StateUnavailable) if isinstance(code, int) else StateUnavailable
-    return cls(f"witness state {path}: cannot {doing} ({exc}; {getattr(exc, 'sqlite_errorname', '?')})")
+    return _ERROR_OF_KIND[sqlite_fault(exc)](f"witness state {path}: cannot {doing} ({describe(exc)})")
 
 
 def _busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(code, int) and _ERROR_OF_CODE.get(code & 0xFF) is StateBusy
+    return sqlite_fault(exc) == "busy"
 
 
 def _state(row: Sequence | None) -> LogState | None:
