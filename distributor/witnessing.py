@@ -83,13 +83,9 @@ def parse_witness_option(value: str) -> WitnessEndpoint:
     if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
         raise LogConfigError(f"--witness {url!r}: expected an http:// or https:// base URL without query or fragment")
     try:
-        key = NoteVerifier.from_vkey(vkey)
+        return WitnessEndpoint(url, NoteVerifier.from_vkey(vkey, ALG_COSIGNATURE_V1))
     except VerificationError as exc:
         raise LogConfigError(f"--witness {url}: {exc}") from exc
-    if key.alg != ALG_COSIGNATURE_V1:
-        raise LogConfigError(f"--witness {url}: the vkey must be a cosignature key (type 0x04), found type "
-                             f"{key.alg:#04x}")
-    return WitnessEndpoint(url, key)
 
 
 def check_endpoints(endpoints: Sequence[WitnessEndpoint]) -> None:

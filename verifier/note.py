@@ -117,14 +117,18 @@ class NoteVerifier:
     public_key: bytes
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> NoteVerifier:
-        """Parse ``name+hex8+base64(alg || pubkey)``; the key id must match the key."""
-        name, kid, alg, pub = _parse_key_fields(*_split_key(vkey, 3, "verifier key"), "verifier key")
+    def from_vkey(cls, vkey: str, alg: int | None = None) -> NoteVerifier:
+        """Parse ``name+hex8+base64(alg || pubkey)``; the key id must match the key; with ``alg``, the
+        key must be of that type (:data:`ALG_ED25519` note signatures, :data:`ALG_COSIGNATURE_V1`)."""
+        name, kid, found, pub = _parse_key_fields(*_split_key(vkey, 3, "verifier key"), "verifier key")
         ed25519.check_public_key(pub)
-        if key_id(name, alg, pub) != kid:
+        if key_id(name, found, pub) != kid:
             raise FormatError(f"verifier key {name}: key id {kid:08x} does not match the key "
-                              f"(expected {key_id(name, alg, pub):08x})")
-        return cls(name, kid, alg, pub)
+                              f"(expected {key_id(name, found, pub):08x})")
+        if alg is not None and found != alg:
+            what = {ALG_ED25519: "an Ed25519 note-signature", ALG_COSIGNATURE_V1: "a cosignature"}.get(alg, "a")
+            raise FormatError(f"verifier key {name}: expected {what} key (type {alg:#04x}), found type {found:#04x}")
+        return cls(name, kid, found, pub)
 
     @classmethod
     def from_public_key(cls, name: str, public_key: bytes, alg: int = ALG_ED25519) -> NoteVerifier:

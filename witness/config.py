@@ -68,12 +68,9 @@ def parse_log_options(values: Iterable[str]) -> dict[str, tuple[NoteVerifier, ..
             raise WitnessConfigError(f"--log {value[:120]!r}: expected ORIGIN=VKEY")
         check_origin(origin)
         try:
-            verifier = NoteVerifier.from_vkey(vkey)
+            verifier = NoteVerifier.from_vkey(vkey, ALG_ED25519)
         except VerificationError as exc:
             raise WitnessConfigError(f"--log {origin}: {exc}") from None
-        if verifier.alg != ALG_ED25519:
-            raise WitnessConfigError(f"--log {origin}: the log key must be a type 0x01 (Ed25519 note signature) "
-                                     f"vkey, not type {verifier.alg:#04x}")
         keys = logs.setdefault(origin, [])
         if any((k.name, k.key_id) == (verifier.name, verifier.key_id) for k in keys):
             raise WitnessConfigError(f"--log {origin}: key {verifier.name}+{verifier.key_id:08x} given twice")
