@@ -80,6 +80,15 @@ class StorageUnavailable(StorageError):
     """
 
 
+class StorageDamaged(StorageUnavailable):
+    """SQLite reports the file damaged (SQLITE_CORRUPT, SQLITE_NOTADB). It also says so when a read
+    fails with EIO (the fault matrix, tests/faults): a passing disk error and real damage look alike
+    here, so this is a 503 (retry; the next open's checks, or ``fleetkeys fsck``, tell them apart),
+    never a 500 that claims the log is broken."""
+
+    reason = "storage damaged or unreadable (run fleetkeys fsck)"
+
+
 class DiskFull(StorageUnavailable):
     """No space is left for the database (SQLITE_FULL, ENOSPC/EDQUOT, PostgreSQL ``disk_full``)."""
 

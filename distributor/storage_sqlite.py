@@ -12,7 +12,8 @@ use WAL snapshots and never block the writer.
 
 Faults (:func:`storage_error`): SQLITE_FULL (a write met ENOSPC) is :class:`DiskFull`, SQLITE_IOERR
 (EIO, or any failed read, write or fsync) :class:`StorageIOError`, SQLITE_BUSY/LOCKED after the busy
-timeout :class:`StorageBusy`, SQLITE_CORRUPT/NOTADB :class:`IntegrityError`, any other operational
+timeout :class:`StorageBusy`, SQLITE_CORRUPT/NOTADB :class:`StorageDamaged` (SQLite also reports a
+read that failed with EIO that way, so it is a 503 like the others; fsck tells real damage), any other operational
 error :class:`StorageUnavailable`. A COMMIT that fails in its fsync may still have written the whole
 commit to the WAL: the next open of the file (after a restart) replays it, so the append may be there.
 After such a failure the connection is rolled back and closed (SQLite's pager is left in its error
@@ -32,6 +33,7 @@ from .errors import (
     DiskFull,
     IntegrityError,
     StorageBusy,
+    StorageDamaged,
     StorageError,
     StorageIOError,
     StorageUnavailable,
@@ -44,7 +46,7 @@ BUSY_TIMEOUT_MS = 60_000
 _ERROR_OF_KIND: dict[str, type[StorageError]] = {
     "busy": StorageBusy,
     "io": StorageIOError,
-    "corrupt": IntegrityError,
+    "corrupt": StorageDamaged,
     "full": DiskFull,
     "unavailable": StorageUnavailable,
 }

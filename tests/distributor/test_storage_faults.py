@@ -26,6 +26,7 @@ from distributor.errors import (
     DiskFull,
     IntegrityError,
     StorageBusy,
+    StorageDamaged,
     StorageError,
     StorageIOError,
     StorageUnavailable,
@@ -78,8 +79,12 @@ def test_sqlite_errors_are_classified(code, name, cls, reason):
     assert "x.db" in str(error) and name in str(error)  # the details stay in the message (the log)
 
 
-def test_corruption_is_an_integrity_error_and_bugs_stay_bugs():
-    assert type(storage_error(_sqlite_error(11, "SQLITE_CORRUPT"), "d", "read")) is IntegrityError
+def test_reported_corruption_is_a_503_and_bugs_stay_bugs():
+    # SQLite answers SQLITE_CORRUPT to a read that failed with EIO (tests/faults): a passing disk error
+    # must not be a 500 that says the log is broken.
+    assert type(storage_error(_sqlite_error(11, "SQLITE_CORRUPT"), "d", "read")) is StorageDamaged
+    assert type(storage_error(_sqlite_error(26, "SQLITE_NOTADB"), "d", "read")) is StorageDamaged
+    assert status_of(StorageDamaged("x")) == 503
     assert status_of(IntegrityError("x")) == 500
     assert storage_error(sqlite3.IntegrityError("UNIQUE constraint failed"), "d", "write") is None
     assert storage_error(sqlite3.ProgrammingError("misuse"), "d", "write") is None
