@@ -9,14 +9,17 @@ end (each the median of the samples of the last tenth of the run up to there), g
 the end by at most ``RSS_BOUND_MIB``. Every keyset has the same number of
 fleets (``FLEETS``, the ids revolving from epoch to epoch), so the bundles a worker parses, verifies and
 serves keep one size (a chain whose epoch N has N fleets made the RSS double in 15 s by the size of the
-bundles alone). What a worker may still gain in RSS is its bounded caches warming: SQLite's page cache
-(2 MiB per connection, up to 8 connections a worker: 4 request threads, the witness loop, the static
-refresher and writer, a renewal) and the allocator's per-thread arenas; measured: with a 128 KiB page
-cache the middle-to-end growth of a 60 s SQLite soak halved (+3.5 MiB), and the Python heap of the
-publish and read path does not grow at all (``tests/soak/test_memory.py``, tracemalloc). The bound is
-that capacity, not a guess; a leak of the request path shows in ``test_memory.py`` first. Printed: requests/s, p50/p99,
-503s, connections cut by the kills, the RSS samples. ``FLEETKEYS_SOAK_SECONDS`` sets the duration per
-backend (default 40).
+bundles alone). What a worker may still gain in RSS is bounded by design: the last, incomplete entry
+bundle grows with every append until it holds 256 entries (about 1.5 MB here; every append writes it
+whole, so every connection's driver buffers — libpq's, SQLite's page cache of 2 MiB — grow to its size,
+and a soak of 150 epochs never fills one), for up to 8 connections a worker (4 request threads, the
+witness loop, the static refresher and writer, a renewal), plus the allocator's per-thread arenas.
+Measured: with a 128 KiB SQLite page cache the middle-to-end growth of a 60 s SQLite soak halved
+(+3.5 MiB); no connection is re-opened during a PostgreSQL run; the Python heap of the publish and read
+path grows only by that tail bundle (``tests/soak/test_memory.py``, tracemalloc, which fails on a leak
+of 600 bytes a request). The bound is that capacity; a leak of the request path shows there first.
+Printed: requests/s, p50/p99, 503s, connections cut by the kills, the RSS samples.
+``FLEETKEYS_SOAK_SECONDS`` sets the duration per backend (default 40).
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ WARM_UP, MIDDLE = 0.25, 0.5  # fractions of the run at which the RSS is sampled 
 #: From the middle to the end, per long-lived worker. Measured here: a worker's RSS swings by up to ~10 MiB
 #: while it publishes (freed again later: 70 -> 80 -> 66 MiB over 150 publishes) and ±4 MiB from second to
 #: second; the medians compared are steadier. 3,000 reads or 300 identical re-posts moved it < 0.3 MiB.
-#: SQLite's page cache at its 2 MiB default for the 8 connections a worker may hold, plus 8 MiB of
-#: allocator arenas for its threads (module docstring).
+#: Buffers the size of the growing tail entry bundle (or SQLite's 2 MiB page cache) for the 8
+#: connections a worker may hold, plus 8 MiB of allocator arenas for its threads (module docstring).
 RSS_BOUND_MIB = 8 * 2.0 + 8.0
 SAMPLE_EVERY = 1.0  # seconds between RSS samples (FLEETKEYS_SOAK_SERIES=1 prints them all)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
