@@ -113,7 +113,7 @@ from .freshness import Freshness, ServedCheckpoint, visible_head
 from .log import Log, Published, epoch_json
 from .storage import Storage, open_storage
 from .web import web_bp
-from .witnessing import WitnessEndpoint, Witnessing, check_endpoints, parse_witness_option
+from .witnessing import WitnessEndpoint, Witnessing, parse_witness_option
 
 log = logging.getLogger("fleetkeys.distributor")
 
@@ -181,7 +181,6 @@ class Service:
                 self.writer.exported_size()  # refuses a directory that holds another log's checkpoint
                 self.static = BackgroundWriter(self.writer, self.storage)
             endpoints = [w if isinstance(w, WitnessEndpoint) else parse_witness_option(w) for w in cfg.witnesses]
-            check_endpoints(endpoints)
             self.log = Log(self.storage, origin=cfg.origin, log_signer=log_signer, freshness_signer=freshness_signer,
                            trust_root=_trust_root(cfg), freshness_interval=cfg.freshness_interval, clock=cfg.clock,
                            static=self.static, witnesses=[ep.key for ep in endpoints])

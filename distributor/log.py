@@ -1262,15 +1262,17 @@ class Log:
                      if 0 < old_size < head.size else [])
             return head.size, head.checkpoint, proof
 
-    def add_cosignature(self, row: CosignatureRow) -> tuple[ServedRow, bool]:
+    def add_cosignature(self, row: CosignatureRow, signed: bytes) -> tuple[ServedRow, bool]:
         """Store a verified witness cosignature and re-choose the served checkpoint in the same write
         transaction. Returns the served row and whether its size moved (entries became visible).
-        A cosignature for a size no longer kept (the served size passed it) is dropped."""
+        ``signed`` is the log-signed checkpoint the line was verified over: a cosignature for a size no
+        longer kept (the served size passed it), or whose checkpoint is not the one kept for its size
+        (a log restored and recovered in between), is dropped."""
         with self.storage.write() as tx:
             head = tx.head()
             assert head is not None
             before = tx.served_checkpoint()
-            if tx.checkpoint_at(row.size) is not None:
+            if tx.checkpoint_at(row.size) == signed and row.size <= head.size:  # the checkpoint it verified over
                 tx.put_cosignature(row)
             served = self.served.issue(tx, head)
         moved = before is None or served.size != before.size
@@ -1281,12 +1283,7 @@ class Log:
     def cosignature_sizes(self) -> dict[str, tuple[int, int]]:
         """``{witness vkey: (size, timestamp)}`` of each witness's newest stored cosignature."""
         with self.storage.read() as tx:
-            rows = tx.cosignatures(0)
-        out: dict[str, tuple[int, int]] = {}
-        for r in rows:
-            if r.witness not in out or (r.size, r.timestamp) > out[r.witness]:
-                out[r.witness] = (r.size, r.timestamp)
-        return out
+            return tx.newest_cosignatures()
 
     def prove_index(self, index: int) -> ProvenEntry:
         """Entry ``index`` with its inclusion proof to the served checkpoint."""

@@ -243,6 +243,14 @@ class Tx:
                          "ORDER BY size, witness", (start,))
         return [CosignatureRow(str(w), int(n), int(t), bytes(line)) for w, n, t, line in rows]
 
+    def newest_cosignatures(self) -> dict[str, tuple[int, int]]:
+        """``{witness: (size, time)}`` of each witness's newest stored cosignature (no line read)."""
+        out: dict[str, tuple[int, int]] = {}
+        for w, n, t in self._all("SELECT witness, size, cosigned_at FROM witness_cosignatures "
+                                 "ORDER BY witness, size DESC, cosigned_at DESC"):
+            out.setdefault(str(w), (int(n), int(t)))
+        return out
+
     def prune_below(self, size: int) -> None:
         """Forget checkpoints and cosignatures of sizes below ``size`` (the served size passed them)."""
         self._cur.execute(self._sql("DELETE FROM checkpoints WHERE size < ?"), (size,))

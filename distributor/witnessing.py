@@ -82,6 +82,8 @@ def parse_witness_option(value: str) -> WitnessEndpoint:
         raise LogConfigError(f"--witness {value!r}: expected URL=VKEY")
     if not url.startswith(("http://", "https://")) or "?" in url or "#" in url:
         raise LogConfigError(f"--witness {url!r}: expected an http:// or https:// base URL without query or fragment")
+    if "@" in url.split("//", 1)[1].split("/", 1)[0]:  # a URL is logged with every failure: no credentials
+        raise LogConfigError("--witness: a witness URL may not carry credentials (user:password@)")
     try:
         return WitnessEndpoint(url, NoteVerifier.from_vkey(vkey, ALG_COSIGNATURE_V1))
     except VerificationError as exc:
@@ -201,20 +203,20 @@ class Witnessing:
 
     def _leader(self) -> bool:
         """Hold (take or renew) the database lease; renewed when half of it is left."""
-        now = self.clock()
-        if now < self._lease_until - LEASE_SECONDS / 2:
+        mono = self.monotonic()  # the local deadlines: a wall clock stepping back must not extend them
+        if mono < self._lease_until - LEASE_SECONDS / 2:
             return True
-        if now < self._next_lease_try:  # another process holds it: look again a few seconds later
+        if mono < self._next_lease_try:  # another process holds it: look again a few seconds later
             return False
+        now = self.clock()  # the expiry in the database is wall-clock time, shared by every process
         with self.log.storage.write() as tx:
             owner, _, until = (tx.meta(LEASE_META) or "").partition(" ")
             if owner and owner != self._token and until.isdigit() and int(until) > now:
                 self._lease_until = 0.0
-                self._next_lease_try = now + LEASE_SECONDS / 3
+                self._next_lease_try = mono + LEASE_SECONDS / 3
                 return False
-            expiry = int(now) + LEASE_SECONDS
-            tx.set_meta(LEASE_META, f"{self._token} {expiry}")
-        self._lease_until = expiry
+            tx.set_meta(LEASE_META, f"{self._token} {int(now) + LEASE_SECONDS}")
+        self._lease_until = mono + LEASE_SECONDS
         return True
 
     # -- one round ----------------------------------------------------------------------------------
@@ -230,7 +232,7 @@ class Witnessing:
                 if st.in_flight or mono < st.next_attempt:
                     continue
                 size, ts = stored.get(ep.key.vkey, (-1, 0))
-                if size < head or now - ts >= self.interval:
+                if size < head or now - ts >= self.interval or ts > now + CLOCK_SKEW:
                     out.append(ep)
         return out
 
@@ -265,11 +267,16 @@ class Witnessing:
                                          body=encode_add_checkpoint(old, proof, signed))
                 if resp.status == 200:
                     line, timestamp = cosignature_line(resp.body, signed, ep.key)
+                    if timestamp > self.clock() + CLOCK_SKEW:
+                        # Never stored: the newest time wins per size, so it would shadow every honest
+                        # renewal, and no client counts it until real time catches up.
+                        raise WitnessAnswerError(f"its cosignature is dated {timestamp - int(self.clock())} s in "
+                                                 "the future (check the witness's clock)")
                     row = CosignatureRow(ep.key.vkey, size, timestamp, line)
-                    served, moved = self.log.add_cosignature(row)
-                    if abs(timestamp - self.clock()) > CLOCK_SKEW:
-                        log.warning("witness %s dated its cosignature %d s away from this clock: clients will "
-                                    "not count it", ep.url, timestamp - int(self.clock()))
+                    served, moved = self.log.add_cosignature(row, signed)
+                    if self.clock() - timestamp > CLOCK_SKEW:
+                        log.warning("witness %s dated its cosignature %d s in the past: check its clock",
+                                    ep.url, int(self.clock()) - timestamp)
                     with self._lock:
                         st.known, st.failures, st.next_attempt, st.last_error = None, 0, 0.0, None
                     if moved:

@@ -8,6 +8,7 @@ tests themselves where the order matters; the background loop where it is what i
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import requests
@@ -100,7 +101,7 @@ def test_the_served_checkpoint_never_goes_back_and_old_sizes_are_pruned(db, wwor
         assert {r.size for r in tx.cosignatures(0)} == {3}
     # A stale cosignature for a pruned size is dropped, not stored.
     stale = CosignatureRow(w.endpoints[2].key.vkey, 1, 1, b"")
-    log.add_cosignature(stale)
+    log.add_cosignature(stale, b"")
     with storage.read() as tx:
         assert all(r.size == 3 for r in tx.cosignatures(0))
     storage.close()
@@ -232,3 +233,18 @@ def test_an_answer_that_is_not_a_valid_cosignature_is_refused(wworld):
         cosignature_line(tampered, signed, key)
     # Two lines, ours second: found.
     assert cosignature_line(other + good, signed, key)[0] == good
+
+
+def test_a_future_dated_cosignature_is_never_stored_and_a_url_with_credentials_is_refused(db, wworld, witnesses):
+    """A witness whose clock runs ahead: its line would shadow every honest renewal (the newest time wins
+    per size) and no client counts it; it is refused as a failed exchange, and the witness stays due."""
+    storage = db.open()
+    log = wlog(storage, wworld, witnesses)
+    ahead = Witnessing(log, endpoints(witnesses), interval=60, clock=lambda: time.time() - 3600)
+    assert ahead.ask(ahead.endpoints[0]) is None  # dated an hour "in the future" by this clock
+    assert "in the future" in ahead.status()[0]["last_error"]
+    with storage.read() as tx:
+        assert tx.cosignatures(0) == []
+    storage.close()
+    with pytest.raises(LogConfigError, match="credentials"):
+        parse_witness_option(f"https://user:secret@w.example={wworld.witness_cosigners[0].verifier.vkey}")
