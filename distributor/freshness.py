@@ -129,6 +129,7 @@ class ServedCheckpoint:
         self._lock = threading.Lock()
         self._primed = False  # a write transaction ran here (so the schema and the table exist)
         self._verified: bytes | None = None  # the last row bytes whose cosignature verified
+        self._built_on: tuple[bytes, bytes] | None = None  # (row, head) found consistent by is_current
         self._good_lines: dict[tuple[bytes, bytes], int] = {}  # (checkpoint, line) -> verified timestamp
 
     # -- deciding ---------------------------------------------------------------------------------
@@ -138,11 +139,13 @@ class ServedCheckpoint:
         awaiting witnesses, and its freshness cosignature is not due."""
         if row is None or head is None or row.size > head.size:
             return False
-        base = head.checkpoint if row.size == head.size else tx.checkpoint_at(row.size)
-        if base is None or not row.checkpoint.startswith(base):
-            return False
-        if row.size < head.size and self.advance and not self.roots.policy(tx, head.size).threshold:
-            return False  # nothing to wait for (e.g. a rotation switched witnesses off): serve the head
+        if (row.checkpoint, head.checkpoint) != self._built_on:  # once per served row and head, not per read
+            base = head.checkpoint if row.size == head.size else tx.checkpoint_at(row.size)
+            if base is None or not row.checkpoint.startswith(base):
+                return False
+            if row.size < head.size and self.advance and not self.roots.policy(tx, head.size).threshold:
+                return False  # nothing to wait for (e.g. a rotation switched witnesses off): serve the head
+            self._built_on = (row.checkpoint, head.checkpoint)
         if row.timestamp < floor or self.freshness.is_due(row.timestamp):
             return False
         if row.checkpoint != self._verified:
@@ -211,14 +214,15 @@ class ServedCheckpoint:
             if signed is None:
                 return None
             lines = [row.line for row in self._verified_lines(signed, by_size.get(size, []))]
-            if required and not self.meets(self.roots.policy(tx, size), signed + b"".join(lines), now):
+            if required and not self.meets(policy(size), signed + b"".join(lines), now):
                 return None
             return size, signed, lines
 
+        policy = self.roots.policies(tx)  # one read; kept sizes may be many while witnesses are down
         if self.advance:
             for size in sorted(candidates, reverse=True):
                 # Only the head, a size some witness cosigned, or one needing no witness can qualify.
-                if size == head.size or size in by_size or not self.roots.policy(tx, size).threshold:
+                if size == head.size or size in by_size or not policy(size).threshold:
                     found = build(size, required=True)
                     if found is not None:
                         return found

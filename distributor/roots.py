@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from verifier.errors import VerificationError
@@ -101,10 +103,27 @@ class Roots:
 
     def policy(self, tx: Tx, size: int) -> WitnessPolicy:
         """The witness policy a checkpoint of tree ``size`` must meet."""
-        root = self.in_force(tx, size)
-        if root is None or not root.witnesses.threshold:
-            return NO_WITNESSES
-        return WitnessPolicy(tuple(root.witnesses.keys), root.witnesses.threshold, root.log.max_age)
+        return _policy_of(self.in_force(tx, size))
+
+    def policies(self, tx: Tx) -> Callable[[int], WitnessPolicy]:
+        """:meth:`policy` for any size, from one read of the bootstrap root and the logged rotations
+        (a handful of rows): for a caller that asks about many sizes in one transaction."""
+        bootstrap = self.bootstrap(tx)
+        rows = sorted(tx.trust_roots(), key=lambda r: r.index)
+        indexes = [r.index for r in rows]
+
+        def policy(size: int) -> WitnessPolicy:
+            below = bisect.bisect_left(indexes, size)  # rotations logged at indexes < size
+            newest = max(rows[:below], key=lambda r: r.version, default=None)
+            return _policy_of(self.newest(newest, bootstrap))
+
+        return policy
+
+
+def _policy_of(root: TrustRoot | None) -> WitnessPolicy:
+    if root is None or not root.witnesses.threshold:
+        return NO_WITNESSES
+    return WitnessPolicy(tuple(root.witnesses.keys), root.witnesses.threshold, root.log.max_age)
 
 
 def record_bootstrap(tx: Tx, root: TrustRoot | None) -> None:
