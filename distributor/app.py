@@ -86,8 +86,10 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from serving import edges
 from serving import metrics as ops
 from serving.body import BodyTooLarge, BodyUnreadable, read_body
+from serving.edges import RETRY_AFTER
 from serving.openapi import openapi_document
 from verifier.checkpoint import parse_decimal
 from verifier.cosignature import witnessed_time
@@ -123,7 +125,6 @@ CACHE_API = "no-cache"
 CACHE_ERROR = "no-store"
 MAX_EPOCHS_PAGE = 100
 #: Seconds a client is asked to wait (``Retry-After``) after a storage failure (503).
-RETRY_AFTER = 5
 DEFAULT_EPOCHS_PAGE = 20
 _EXTENSION = "fleetkeys.distributor"
 
@@ -610,19 +611,6 @@ def _retry_once(view: Callable[..., Response]) -> Callable[..., Response]:
     return retrying
 
 
-def _refuse_repeated_parameters() -> None:
-    """One value per query parameter: ``?limit=5&limit=100`` is ambiguous (which one did a cache or a
-    proxy in front act on?), so it is refused rather than resolved."""
-    for name, values in request.args.lists():
-        if len(values) > 1:
-            raise _bad_request(f"query parameter {name[:40]!r} is repeated")
-
-
-def _nosniff(resp: Response) -> Response:
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    return resp
-
-
 def create_app(config: Mapping[str, Any] | Config) -> Flask:
     """Build the distributor app (see the module docstring and :mod:`distributor.config`).
 
@@ -643,8 +631,7 @@ def create_app(config: Mapping[str, Any] | Config) -> Flask:
     app.register_blueprint(ops_bp)
     for endpoint, view in list(app.view_functions.items()):
         app.view_functions[endpoint] = _retry_once(view)
-    app.before_request(_refuse_repeated_parameters)
-    app.after_request(_nosniff)
+    edges.install(app, _bad_request)
     ops.instrument(app, "distributor", timed=("/api/v1/bundles", "/api/v1/trust-roots"))
 
     @app.errorhandler(ApiError)

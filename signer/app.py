@@ -67,8 +67,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from keys import KeyBackendError, Signer, load_signer
+from serving import edges
 from serving import metrics as ops
 from serving.body import BodyTooLarge, BodyUnreadable, read_body
+from serving.edges import RETRY_AFTER
 from serving.openapi import openapi_document
 from verifier.checkpoint import parse_decimal
 from verifier.errors import VerificationError
@@ -107,7 +109,6 @@ STATUS_OF_CODE: dict[str, int] = {
 }
 
 #: Seconds a client is asked to wait (``Retry-After``) after a journal failure (503).
-RETRY_AFTER = 5
 NAMESPACES_PREFIX = "/namespaces/"
 
 
@@ -413,16 +414,7 @@ def create_app(config: SignerConfig) -> Flask:
     app.register_blueprint(_routes(svc))
     app.extensions["fleetkeys.signer"] = svc
 
-    @app.before_request
-    def one_value_per_parameter() -> None:
-        for name, values in request.args.lists():
-            if len(values) > 1:
-                raise wire.bad_request(f"query parameter {name[:40]!r} is repeated")
-
-    @app.after_request
-    def nosniff(resp: Response) -> Response:
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        return resp
+    edges.install(app, wire.bad_request)
 
     ops.instrument(app, "signer", timed=("/api/v1/sign-keyset", "/namespaces/<rest:rest>"))
     refusals = ops.counter("fleetkeys_signer_refusals", "Requests refused, by code (a rule of signer.rules, "

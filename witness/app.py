@@ -63,8 +63,10 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from keys import load_signer
+from serving import edges
 from serving import metrics as ops
 from serving.body import BodyTooLarge, BodyUnreadable, read_body
+from serving.edges import RETRY_AFTER
 from serving.openapi import openapi_document
 
 from .config import WitnessConfig
@@ -90,7 +92,6 @@ log = logging.getLogger("fleetkeys.witness")
 ADD_CHECKPOINT = "/add-checkpoint"
 TEXT = "text/plain; charset=utf-8"
 #: Seconds a client is asked to wait (``Retry-After``) after a 503.
-RETRY_AFTER = 5
 
 #: The one place where a witness error becomes an HTTP status (c2sp.org/tlog-witness@v1.0.0; see the
 #: module docstring). Looked up along the exception's class hierarchy, most specific first.
@@ -215,16 +216,7 @@ def create_app(config: WitnessConfig) -> Flask:
     app.register_blueprint(_routes(witness))
     app.extensions["fleetkeys.witness"] = witness
 
-    @app.before_request
-    def one_value_per_parameter() -> None:
-        for name, values in request.args.lists():
-            if len(values) > 1:
-                raise MalformedRequest(f"query parameter {name[:40]!r} is repeated")
-
-    @app.after_request
-    def nosniff(resp: Response) -> Response:
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        return resp
+    edges.install(app, MalformedRequest)
 
     ops.instrument(app, "witness", timed=(ADD_CHECKPOINT,))
     refusals = ops.counter("fleetkeys_witness_refusals", "add-checkpoint requests refused, by kind (the "
