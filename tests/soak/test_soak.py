@@ -13,7 +13,8 @@ bundles alone). What a worker may still gain in RSS is bounded by design: the la
 bundle grows with every append until it holds 256 entries (about 1.5 MB here; every append writes it
 whole, so every connection's driver buffers — libpq's, SQLite's page cache of 2 MiB — grow to its size,
 and a soak of 150 epochs never fills one), for up to 8 connections a worker (4 request threads, the
-witness loop, the static refresher and writer, a renewal), plus the allocator's per-thread arenas.
+witness loop, the static refresher and writer, a renewal). glibc's heaps fragmented under those
+buffers until the workers fixed the mmap threshold (``serving.buffering.fixed_mmap_threshold``).
 Measured: with a 128 KiB SQLite page cache the middle-to-end growth of a 60 s SQLite soak halved
 (+3.5 MiB); no connection is re-opened during a PostgreSQL run; the Python heap of the publish and read
 path grows only by that tail bundle (``tests/soak/test_memory.py``, tracemalloc, which fails on a leak
@@ -55,9 +56,11 @@ WARM_UP, MIDDLE = 0.25, 0.5  # fractions of the run at which the RSS is sampled 
 #: From the middle to the end, per long-lived worker. Measured here: a worker's RSS swings by up to ~10 MiB
 #: while it publishes (freed again later: 70 -> 80 -> 66 MiB over 150 publishes) and ±4 MiB from second to
 #: second; the medians compared are steadier. 3,000 reads or 300 identical re-posts moved it < 0.3 MiB.
-#: Buffers the size of the growing tail entry bundle (or SQLite's 2 MiB page cache) for the 8
-#: connections a worker may hold, plus 8 MiB of allocator arenas for its threads (module docstring).
-RSS_BOUND_MIB = 8 * 2.0 + 8.0
+#: SQLite's 2 MiB page cache (or libpq's buffers) for the 8 connections a worker may hold (module
+#: docstring). Request-sized buffers are mmap'ed and given back (serving.buffering.fixed_mmap_threshold):
+#: before that fix the growth was +10 MiB (SQLite) and +17 to +25 MiB (PostgreSQL) in 40 s; after it,
+#: +2.3 and +7.6 to +8.0 MiB.
+RSS_BOUND_MIB = 8 * 2.0
 SAMPLE_EVERY = 1.0  # seconds between RSS samples (FLEETKEYS_SOAK_SERIES=1 prints them all)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
