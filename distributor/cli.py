@@ -46,6 +46,7 @@ from typing import Any
 
 import click
 
+from keys import check_config_key_ref
 from serving import configfile
 from verifier.atomicfile import create_exclusive
 
@@ -213,14 +214,6 @@ def _run_isolated(fn: Any) -> Any:
     return b"".join(chunks).decode()
 
 
-def _check_key_ref(ref: str) -> None:
-    """A key reference from the file: a ``pin-value=`` is refused there as on the command line."""
-    from keys import KeyBackendError, check_no_pin_value
-
-    try:
-        check_no_pin_value(ref)
-    except KeyBackendError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _check_witness_option(value: str) -> None:
@@ -244,8 +237,8 @@ SERVE_SCHEMA = configfile.Schema(
         configfile.Option("workers", int, "workers"),
         configfile.Option("threads", int, "threads"),
         configfile.Option("origin", str, "origin"),
-        configfile.Option("log-key", str, "log_key", check=_check_key_ref),
-        configfile.Option("freshness-key", str, "freshness_key", check=_check_key_ref),
+        configfile.Option("log-key", str, "log_key", check=check_config_key_ref),
+        configfile.Option("freshness-key", str, "freshness_key", check=check_config_key_ref),
         configfile.Option("trust-root", str, "trust_root_file"),
         configfile.Option("token-file", str, "token_file"),
         configfile.Option("static-dir", str, "static_dir"),

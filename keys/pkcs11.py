@@ -168,6 +168,15 @@ def check_no_pin_value(ref: str) -> None:
         refuse_pin_value(parse_pkcs11_uri(ref))
 
 
+def check_config_key_ref(ref: str) -> None:
+    """:func:`check_no_pin_value` for a key reference read from a configuration file: raises
+    :class:`ValueError` (what ``serving.configfile`` reports at the option's line)."""
+    try:
+        check_no_pin_value(ref)
+    except KeyBackendError as exc:
+        raise ValueError(str(exc)) from None
+
+
 
 def _import_pkcs11() -> Any:
     try:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import click
 
-from keys import KeyBackendError, check_no_pin_value, load_signer
+from keys import KeyBackendError, check_config_key_ref, check_no_pin_value, load_signer
 from serving import configfile
 from verifier.note import NoteVerifier
 
@@ -128,19 +128,13 @@ def token_cmd(data_dir: Path, name: str, namespaces: tuple[str, ...], admin: boo
     click.echo(f"wrote token {path} (mode 0600); restart the signer to use it")
 
 
-def _check_key_ref(ref: str) -> None:
-    """A key reference from the file: a ``pin-value=`` is refused there as on the command line."""
-    try:
-        check_no_pin_value(ref)
-    except KeyBackendError as exc:
-        raise ValueError(str(exc)) from None
 
 
 #: ``serve --config FILE``: its keys are the flags' names (serving.configfile).
 SERVE_SCHEMA = configfile.Schema(
     options=(
         configfile.Option("data", str, "data_dir"),
-        configfile.Option("key", str, "key_ref", check=_check_key_ref),
+        configfile.Option("key", str, "key_ref", check=check_config_key_ref),
         configfile.Option("key-name", str, "key_name"),
         configfile.Option("host", str, "host"),
         configfile.Option("port", int, "port"),

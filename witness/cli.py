@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from keys import KeyBackendError, check_no_pin_value, generate_key_file, load_signer
+from keys import KeyBackendError, check_config_key_ref, check_no_pin_value, generate_key_file, load_signer
 from serving import configfile
 from verifier.errors import VerificationError
 from verifier.note import ALG_COSIGNATURE_V1, NoteVerifier, is_valid_name
@@ -48,12 +48,6 @@ def witness_group() -> None:
     """A C2SP tlog-witness: cosigns log checkpoints proven consistent with what it cosigned before."""
 
 
-def _check_key_ref(ref: str) -> None:
-    """A key reference from the file: a ``pin-value=`` is refused there as on the command line."""
-    try:
-        check_no_pin_value(ref)
-    except KeyBackendError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _check_name_value(name: str) -> None:
@@ -72,7 +66,7 @@ def _check_log_option(value: str) -> None:
 SERVE_SCHEMA = configfile.Schema(
     options=(
         configfile.Option("name", str, "name", check=_check_name_value),
-        configfile.Option("key", str, "key_ref", check=_check_key_ref),
+        configfile.Option("key", str, "key_ref", check=check_config_key_ref),
         configfile.Option("data", str, "data_dir"),
         configfile.Option("host", str, "host"),
         configfile.Option("port", int, "port"),
